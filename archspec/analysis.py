@@ -1,0 +1,222 @@
+"""Analysis passes over the IR: shapes, parameter/buffer counts, MACs, receptive fields, memory.
+
+Conventions: MACs are multiply-accumulates for one sample, counted for conv, transposed conv,
+projection and dense layers (FLOPs = 2 x MACs); pools, norms, activations and merges count 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import shapes
+from .errors import Diagnostic, InternalError, SpecError
+from .ir import INPUT, Network, Node
+from .layers.base import RFStep, Shape, ShapeProblem, fmt_shape
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Per spatial dim: field size, effective stride (jump) and effective padding, in input pixels."""
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"size": list(self.size), "stride": list(self.stride),
+                "padding": list(self.padding)}
+
+
+def rf_identity(ndim: int) -> ReceptiveField:
+    return ReceptiveField((1,) * ndim, (1,) * ndim, (0,) * ndim)
+
+
+def rf_compose(rf: ReceptiveField, steps: list[RFStep]) -> ReceptiveField:
+    """One sliding-window layer applied after a field (the Distill recurrences, per dim)."""
+    return ReceptiveField(
+        tuple(shapes.rf_size(r, j, st.kernel) for r, j, st in zip(rf.size, rf.stride, steps)),
+        tuple(shapes.rf_jump(j, st.stride) for j, st in zip(rf.stride, steps)),
+        tuple(shapes.rf_padding(p, j, st.pad_left) for p, j, st in zip(rf.padding, rf.stride,
+                                                                        steps)))
+
+
+def rf_union(fields: list[ReceptiveField]) -> tuple[ReceptiveField | None, str | None]:
+    """Field of a node reached by several paths: the union of the paths' windows.
+    Returns (field, note); field is None when the paths' effective strides differ."""
+    if len({f.stride for f in fields}) > 1:
+        return None, ("paths reach this layer with different effective strides "
+                      f"({', '.join(str(list(f.stride)) for f in fields)}): no single field")
+    starts = [tuple(-p for p in f.padding) for f in fields]
+    ends = [tuple(s + r - 1 for s, r in zip(st, f.size)) for st, f in zip(starts, fields)]
+    lo = tuple(min(v) for v in zip(*starts))
+    hi = tuple(max(v) for v in zip(*ends))
+    merged = ReceptiveField(tuple(h - l + 1 for l, h in zip(lo, hi)), fields[0].stride,
+                            tuple(-l for l in lo))
+    centres = {tuple(s + e for s, e in zip(st, en)) for st, en in zip(starts, ends)}
+    note = None
+    if len(centres) > 1:
+        note = ("paths are not aligned: their fields have different centres "
+                f"({', '.join(str(list(f.size)) + '@' + str(list(f.padding)) for f in fields)}); "
+                "the size shown is their union")
+    return merged, note
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    type: str
+    family: str
+    label: str
+    inputs: list[str]
+    input_shapes: list[Shape]
+    output_shape: Shape
+    params: int            # trainable + frozen
+    trainable_params: int
+    buffers: int
+    macs: int
+    receptive_field: ReceptiveField | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+
+@dataclass
+class Analysis:
+    network: Network
+    layers: dict[str, LayerInfo]
+    errors: list[Diagnostic]
+    batch_size: int = 1
+    dtype_bytes: int = 4
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.network.input_shape
+
+    @property
+    def output_shapes(self) -> list[Shape]:
+        return [self.layers[o].output_shape for o in self.network.outputs if o in self.layers]
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(info, attr) for info in self.layers.values())
+
+    @property
+    def params(self) -> int:
+        return self.total("params")
+
+    @property
+    def trainable_params(self) -> int:
+        return self.total("trainable_params")
+
+    @property
+    def buffers(self) -> int:
+        return self.total("buffers")
+
+    @property
+    def macs(self) -> int:
+        return self.total("macs")
+
+    def output_bytes(self, info: LayerInfo) -> int:
+        return shapes.product(info.output_shape) * self.batch_size * self.dtype_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of every layer output for one forward pass of the batch (what training keeps)."""
+        return sum(self.output_bytes(i) for i in self.layers.values()) + \
+            shapes.product(self.input_shape) * self.batch_size * self.dtype_bytes
+
+    @property
+    def param_bytes(self) -> int:
+        return (self.params + self.buffers) * self.dtype_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        outs = self.output_shapes
+        return {
+            "name": self.network.name,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(outs[0]) if len(outs) == 1 else [list(o) for o in outs],
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "frozen_params": self.params - self.trainable_params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "flops": 2 * self.macs,
+            "batch_size": self.batch_size,
+            "dtype_bytes": self.dtype_bytes,
+            "activation_bytes": self.activation_bytes,
+            "param_bytes": self.param_bytes,
+            "layers": [{
+                "name": i.name, "type": i.type, "label": i.label, "inputs": i.inputs,
+                "output_shape": list(i.output_shape), "params": i.params,
+                "trainable_params": i.trainable_params, "buffers": i.buffers, "macs": i.macs,
+                "output_bytes": self.output_bytes(i),
+                "receptive_field": i.receptive_field.to_json() if i.receptive_field else None,
+                "notes": i.notes,
+            } for i in self.layers.values()],
+            "errors": [d.to_json() for d in self.errors],
+        }
+
+
+def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4) -> Analysis:
+    """Annotate every node; raises SpecError (with .partial = the Analysis so far) on shape errors."""
+    shapes_of: dict[str, Shape] = {INPUT: network.input_shape}
+    fields: dict[str, ReceptiveField | None] = {
+        INPUT: rf_identity(len(network.input_shape) - 1) if len(network.input_shape) > 1 else None}
+    result = Analysis(network, {}, [], batch_size, dtype_bytes)
+    for node in network.nodes.values():
+        if node.broken or any(i not in shapes_of for i in node.inputs):
+            continue  # an upstream error was already reported
+        in_shapes = [shapes_of[i] for i in node.inputs]
+        try:
+            info = analyze_node(node, in_shapes, fields)
+        except ShapeProblem as problem:
+            result.errors.append(shape_diagnostic(network, node, in_shapes, problem))
+            continue
+        result.layers[node.name] = info
+        shapes_of[node.name] = info.output_shape
+        fields[node.name] = info.receptive_field
+    if result.errors:
+        raise SpecError(result.errors, partial=result)
+    return result
+
+
+def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
+    kind, cfg = node.kind, node.cfg
+    try:
+        out = tuple(kind.output_shape(cfg, in_shapes))
+        counts = kind.counts(cfg, in_shapes, out)
+        steps = kind.rf_steps(cfg, in_shapes)
+        label = kind.label(cfg, in_shapes)
+    except ShapeProblem:
+        raise
+    except Exception as exc:  # a kind's rule crashed: our bug, not the user's
+        raise InternalError(f"layer kind '{kind.name}' failed on '{node.name}' with inputs "
+                            f"{in_shapes}: {type(exc).__name__}: {exc}") from exc
+    if min(out, default=1) < 1:
+        raise ShapeProblem(f"output shape {list(out)} has an empty dim",
+                           hint="reduce the downsampling or the padding before this layer")
+    notes: list[str] = []
+    rf = None
+    parents = [fields.get(i) for i in node.data_inputs]
+    if steps is not None and parents and all(p is not None for p in parents):
+        composed = [rf_compose(p, steps) for p in parents]
+        rf, note = rf_union(composed) if len(composed) > 1 else (composed[0], None)
+        if note:
+            notes.append(note)
+    trainable = counts.params if cfg.trainable else 0
+    return LayerInfo(name=node.name, type=kind.name, family=kind.family, label=label,
+                     inputs=list(node.inputs), input_shapes=in_shapes, output_shape=out,
+                     params=counts.params, trainable_params=trainable, buffers=counts.buffers,
+                     macs=counts.macs, receptive_field=rf, notes=notes)
+
+
+def shape_diagnostic(network: Network, node: Node, in_shapes, problem: ShapeProblem) -> Diagnostic:
+    path = node.path + ((problem.field,) if problem.field else ())
+    notes = list(problem.notes)
+    if len(in_shapes) > 1:
+        notes += [f"input '{name}': {fmt_shape(s)}" for name, s in zip(node.inputs, in_shapes)]
+    else:
+        notes.append(f"input shape: {fmt_shape(in_shapes[0])} (from '{node.inputs[0]}')")
+    notes += node.context
+    return network.source.diagnostic(path, problem.message, hint=problem.hint, layer=node.name,
+                                     notes=notes)

@@ -1,0 +1,111 @@
+"""Small torch modules and class lookups the layer builders use. Imports torch: load lazily."""
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv_class(ndim: int) -> type[nn.Module]:
+    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[ndim]
+
+
+def conv_transpose_class(ndim: int) -> type[nn.Module]:
+    return {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[ndim]
+
+
+def pool_class(op: str, ndim: int) -> type[nn.Module]:
+    return getattr(nn, {"maxpool": "MaxPool", "avgpool": "AvgPool"}[op] + f"{ndim}d")
+
+
+def adaptive_pool_class(op: str, ndim: int) -> type[nn.Module]:
+    return getattr(nn, {"max": "AdaptiveMaxPool", "avg": "AdaptiveAvgPool"}[op] + f"{ndim}d")
+
+
+@cache
+def _padded_class(base: type[nn.Module]) -> type[nn.Module]:
+    """Subclass of a conv/pool that pads explicitly first (asymmetric 'same' padding), keeping
+    the base's parameter names so state dicts stay plain."""
+
+    def forward(self, x):
+        return base.forward(self, F.pad(x, self.explicit_padding, mode=self.explicit_pad_mode,
+                                        value=self.explicit_pad_value)
+                            if self.explicit_pad_mode == "constant" else
+                            F.pad(x, self.explicit_padding, mode=self.explicit_pad_mode))
+
+    def extra_repr(self):
+        return base.extra_repr(self) + f", explicit_padding={self.explicit_padding}"
+
+    return type(f"Padded{base.__name__}", (base,), {"forward": forward, "extra_repr": extra_repr})
+
+
+def padded(module: nn.Module, pads: tuple[int, ...], padding_mode: str,
+           value: float = 0.0) -> nn.Module:
+    module.__class__ = _padded_class(type(module))
+    module.explicit_padding = pads
+    module.explicit_pad_mode = "constant" if padding_mode == "zeros" else padding_mode
+    module.explicit_pad_value = value
+    return module
+
+
+class GlobalPool(nn.Module):
+    """[N, C, ...] -> [N, C]: mean or max over every spatial position."""
+
+    def __init__(self, op: str, ndim: int):
+        super().__init__()
+        self.op, self.dims = op, tuple(range(2, 2 + ndim))
+
+    def forward(self, x):
+        return x.mean(self.dims) if self.op == "avg" else x.amax(self.dims)
+
+    def extra_repr(self):
+        return self.op
+
+
+class Concat(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs):
+        return torch.cat(xs, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Add(nn.Module):
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Multiply(nn.Module):
+    def forward(self, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Projection(nn.Module):
+    """Residual shortcut; the second input (body output) only fixed the shape at compile time."""
+
+    def __init__(self, c_in: int, c_out: int, strides: tuple[int, ...] | None, norm: bool):
+        super().__init__()
+        if strides is None:
+            self.conv = None
+            return
+        self.conv = conv_class(len(strides))(c_in, c_out, 1, stride=strides, bias=not norm)
+        self.bn = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[len(strides)](c_out) \
+            if norm else None
+
+    def forward(self, x, _shape_reference=None):
+        if self.conv is None:
+            return x
+        x = self.conv(x)
+        return self.bn(x) if self.bn is not None else x

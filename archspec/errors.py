@@ -1,0 +1,73 @@
+"""The two kinds of failure: a user's spec error (Diagnostic, SpecError) and our own bug (InternalError)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Diagnostic:
+    """One user-facing error, located in the spec source (line and column are 1-based)."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    layer: str | None = None
+    hint: str | None = None
+    notes: list[str] = field(default_factory=list)
+    severity: str = "error"
+
+    def location(self) -> str:
+        parts = [self.file or "<spec>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def format(self, source_lines: list[str] | None = None) -> str:
+        """Compiler-style text: location, message, the source line with a caret, hint, notes."""
+        where = f" (layer '{self.layer}')" if self.layer else ""
+        out = [f"{self.location()}: {self.severity}: {self.message}{where}"]
+        if source_lines and self.line is not None and 1 <= self.line <= len(source_lines):
+            text = source_lines[self.line - 1].rstrip("\n")
+            if len(text) <= 200:
+                out.append(f"  {text}")
+                if self.column is not None:
+                    out.append("  " + " " * (self.column - 1) + "^")
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        out.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "layer": self.layer,
+            "message": self.message,
+            "hint": self.hint,
+            "notes": list(self.notes),
+            "severity": self.severity,
+        }
+
+
+class SpecError(Exception):
+    """Raised for anything wrong with a user's spec. Carries every independent diagnostic found,
+    and, for shape errors, the analysis of the layers before the failure (``partial``)."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, partial: Any = None):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = diagnostics
+        self.partial = partial
+        super().__init__("\n".join(d.format() for d in diagnostics))
+
+
+class InternalError(Exception):
+    """A bug in archspec itself, never the user's fault."""
+
+    def __init__(self, message: str):
+        super().__init__(f"internal error in archspec (this is a bug, please report it): {message}")

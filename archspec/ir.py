@@ -1,0 +1,64 @@
+"""The intermediate representation: a DAG of layer nodes with hierarchical names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from .layers.base import LayerConfig, LayerKind, Shape
+
+INPUT = "input"  # name of the network's input node
+Path = tuple[Any, ...]
+
+
+@dataclass
+class Node:
+    name: str                      # hierarchical: "layer1.0.conv1"
+    kind: LayerKind
+    cfg: LayerConfig
+    inputs: list[str]              # node names, in argument order ("input" for the network input)
+    path: Path                     # where the layer was written in the spec source
+    scope: tuple[str, ...] = ()    # enclosing block names, outermost first (full names)
+    skip_inputs: frozenset[int] = frozenset()  # argument indexes that are skip connections
+    broken: bool = False           # an input reference failed to resolve
+    context: list[str] = field(default_factory=list)  # notes, e.g. "in block instance 'layer1.0'"
+
+    @property
+    def data_inputs(self) -> list[str]:
+        """Inputs whose values flow through (a projection's second input only sets its shape)."""
+        return self.inputs[:getattr(self.kind, "data_inputs", len(self.inputs))]
+
+
+@dataclass
+class Block:
+    """A composite's scope (residual, inception, sequential, repeat, user block): a diagram cluster."""
+    name: str
+    kind: str
+    path: Path
+    parent: str | None
+    output: str | None = None      # node whose value is the block's output
+    members: list[str] = field(default_factory=list)  # nodes directly or deeply inside
+
+
+@dataclass
+class Network:
+    name: str
+    description: str | None
+    input_shape: Shape
+    nodes: dict[str, Node]         # topological (definition) order
+    blocks: dict[str, Block]
+    outputs: list[str]
+    source: Any                    # SourceMap of the spec text
+    input_path: Path = ("input",)
+
+    def graph(self) -> nx.DiGraph:
+        """networkx view: one node per layer plus 'input'; edges carry arg index and skip flag."""
+        g = nx.DiGraph(name=self.name)
+        g.add_node(INPUT, shape=self.input_shape)
+        for node in self.nodes.values():
+            g.add_node(node.name, node=node)
+            for index, src in enumerate(node.inputs):
+                g.add_edge(src, node.name, index=index, skip=index in node.skip_inputs,
+                           shape_only=index >= len(node.data_inputs))
+        return g

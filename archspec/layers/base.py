@@ -1,0 +1,208 @@
+"""What every layer kind declares, in one place, and the registry that collects them.
+
+A kind bundles its config schema (a pydantic model), its shape rule, its counts, its
+receptive-field step and its PyTorch builder, the way a Keras layer keeps config,
+``compute_output_shape`` and ``build`` side by side. Torch is imported only inside builders.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Shape = tuple[int, ...]  # channels first, no batch dimension
+
+FAMILIES = ("input", "conv", "pool", "dense", "norm", "activation", "dropout", "reshape",
+            "merge", "upsample")
+
+
+class ShapeProblem(Exception):
+    """Raised by a shape rule; the analysis turns it into a located Diagnostic."""
+
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None,
+                 notes: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.message, self.hint, self.field, self.notes = message, hint, field, list(notes)
+
+
+@dataclass
+class Counts:
+    params: int = 0          # all parameters; the analysis splits trainable/frozen
+    buffers: int = 0
+    macs: int = 0            # multiply-accumulates for one sample
+
+
+@dataclass(frozen=True)
+class RFStep:
+    """One spatial dim of a sliding window: effective kernel, stride, left padding."""
+    kernel: int
+    stride: int
+    pad_left: int
+
+
+class LayerConfig(BaseModel):
+    """Fields every layer accepts, whatever its kind."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$",
+                             description="Layer name; default: kind and a counter (conv1, pool2).")
+    from_: str | list[str] | None = Field(
+        None, alias="from", description="Input layer name(s); default: the layer above.")
+    trainable: bool = Field(True, description="false freezes the layer's parameters.")
+
+
+class LayerKind:
+    """Base of every layer kind. Subclasses set the class attributes and override the rules."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    Config: ClassVar[type[LayerConfig]]
+    base_name: ClassVar[str] = ""       # default node name stem ("conv" -> conv1, conv2)
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = 1
+    ranks: ClassVar[tuple[int, ...]] = (1, 2, 3, 4)  # input ranks accepted (C, C+1d, C+2d, C+3d)
+
+    def output_shape(self, cfg: Any, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def counts(self, cfg: Any, inputs: list[Shape], output: Shape) -> Counts:
+        return Counts()
+
+    def rf_steps(self, cfg: Any, inputs: list[Shape]) -> list[RFStep] | None:
+        """Per spatial dim window of this layer; identity by default; None: no spatial field."""
+        return [RFStep(1, 1, 0)] * (len(inputs[0]) - 1)
+
+    def label(self, cfg: Any, inputs: list[Shape]) -> str:
+        return self.name
+
+    def build_torch(self, cfg: Any, inputs: list[Shape], output: Shape):
+        raise NotImplementedError(self.name)
+
+
+REGISTRY: dict[str, LayerKind] = {}
+COMPOSITES: dict[str, Any] = {}  # block kinds that expand into several nodes (layers/blocks.py)
+
+
+def _check_new_name(name: str, module: str) -> None:
+    if name in REGISTRY or name in COMPOSITES:
+        raise ValueError(f"layer kind '{name}' is registered twice (again in {module})")
+
+
+def register(kind_cls: type[LayerKind]) -> type[LayerKind]:
+    """Class decorator: add a kind to the registry; a second kind with the same name is a bug."""
+    name = kind_cls.name
+    _check_new_name(name, kind_cls.__module__)
+    if kind_cls.family not in FAMILIES:
+        raise ValueError(f"layer kind '{name}' has unknown family '{kind_cls.family}'")
+    type_field = kind_cls.Config.model_fields.get("type")
+    if type_field is None or type_field.annotation != Literal[name]:  # type: ignore[valid-type]
+        raise ValueError(f"layer kind '{name}' must declare type: Literal['{name}']")
+    REGISTRY[name] = kind_cls()
+    if not kind_cls.base_name:
+        kind_cls.base_name = name
+    return kind_cls
+
+
+def register_composite(kind_cls):
+    """Class decorator for block kinds that expand into several nodes (no shape rule of their own)."""
+    _check_new_name(kind_cls.name, kind_cls.__module__)
+    COMPOSITES[kind_cls.name] = kind_cls()
+    return kind_cls
+
+
+# ---- helpers shared by kinds -------------------------------------------------------------
+
+IntOrList = int | list[int]
+
+
+def per_dim(value: int | list[int] | tuple[int, ...], ndim: int, field: str) -> tuple[int, ...]:
+    """Broadcast an int to every spatial dim, or check a list has one entry per dim."""
+    if isinstance(value, int):
+        return (value,) * ndim
+    if len(value) != ndim:
+        raise ShapeProblem(f"'{field}' has {len(value)} values but the input has {ndim} spatial "
+                           f"dimension{'s' if ndim != 1 else ''}",
+                           hint=f"give one int, or a list of {ndim}", field=field)
+    return tuple(value)
+
+
+def spatial_rank(inputs: list[Shape]) -> int:
+    return len(inputs[0]) - 1
+
+
+def require_spatial(kind: str, shape: Shape, dims: tuple[int, ...] = (1, 2, 3)) -> int:
+    nd = len(shape) - 1
+    if nd not in dims:
+        raise ShapeProblem(
+            f"{kind} needs a [C, L], [C, H, W] or [C, D, H, W] input, got {list(shape)}",
+            hint="feature vectors have no spatial dims; put this layer before the flatten/dense")
+    return nd
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def dims_text(values: tuple[int, ...]) -> str:
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+# ---- literal weights (fixed filters such as Sobel kernels) ----------------------------------
+
+Nested = float | list["Nested"]
+
+
+def nested_shape(values: Any) -> tuple[int, ...]:
+    """Shape of a rectangular nested list; raises ShapeProblem if ragged."""
+    if not isinstance(values, list):
+        if isinstance(values, bool) or not isinstance(values, (int, float)):
+            raise ShapeProblem(f"literal values must be numbers, got {values!r}")
+        return ()
+    if not values:
+        raise ShapeProblem("literal values must not be an empty list")
+    inner = [nested_shape(v) for v in values]
+    if any(s != inner[0] for s in inner):
+        raise ShapeProblem("literal values are ragged: rows have different lengths",
+                           hint="every row of a literal weight must have the same length")
+    return (len(values),) + inner[0]
+
+
+def check_literal(values: Any, expected: tuple[int, ...], field: str) -> None:
+    """Accept the exact shape, or the same with leading size-1 dims left out ([3,2,1] for 1x1x3)."""
+    got = nested_shape(values)
+    trimmed = expected
+    while len(trimmed) > len(got) and trimmed[0] == 1:
+        trimmed = trimmed[1:]
+    if got != trimmed:
+        raise ShapeProblem(f"literal '{field}' has shape {list(got)} but this layer needs "
+                           f"{list(expected)}", field=field,
+                           hint=f"give {field} as a nested list of shape {list(expected)}")
+
+
+class FixedWeights(BaseModel):
+    """Mixin for kinds that take literal weight/bias values."""
+    weight: list[Any] | None = Field(
+        None, description="Literal weight values (nested list, PyTorch's layout).")
+
+
+class ActivationField(BaseModel):
+    activation: str | None = Field(
+        None, description="Shorthand: an activation applied right after this layer (relu, ...).")
+
+
+def check_bias_literal(bias: bool | list[float], out: int) -> None:
+    if isinstance(bias, list) and len(bias) != out:
+        raise ShapeProblem(f"literal 'bias' has {len(bias)} values but the layer has {out} outputs",
+                           field="bias", hint=f"give {out} bias values")
+
+
+def load_literals(module, cfg) -> None:
+    """Copy literal weight/bias into a freshly built torch module (torch imported by the caller)."""
+    import torch
+    with torch.no_grad():
+        if getattr(cfg, "weight", None) is not None:
+            module.weight.copy_(torch.tensor(cfg.weight, dtype=module.weight.dtype)
+                                .reshape(module.weight.shape))
+        if isinstance(getattr(cfg, "bias", None), list):
+            module.bias.copy_(torch.tensor(cfg.bias, dtype=module.bias.dtype))

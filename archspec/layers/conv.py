@@ -1,0 +1,258 @@
+"""Convolution and transposed convolution, 1-D/2-D/3-D (the dimension follows the input rank)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, NonNegativeInt
+
+from .. import shapes
+from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, RFStep,
+                   ShapeProblem, check_bias_literal, check_literal, dims_text, load_literals,
+                   per_dim, register, require_spatial)
+
+Padding = NonNegativeInt | list[NonNegativeInt] | Literal["valid", "same"]
+
+
+class ConvConfig(LayerConfig, ActivationField, FixedWeights):
+    type: Literal["conv"]
+    out_channels: PositiveInt
+    kernel_size: PositiveInt | list[PositiveInt]
+    stride: PositiveInt | list[PositiveInt] = 1
+    padding: Padding = Field(0, description="int, one per dim, 'valid' or 'same' (any stride).")
+    dilation: PositiveInt | list[PositiveInt] = 1
+    groups: PositiveInt = 1
+    bias: bool | list[float] = True
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    in_channels: PositiveInt | None = Field(None, description="Inferred; checked if given.")
+
+
+def check_in_channels(cfg, channels: int, field: str = "in_channels") -> None:
+    given = getattr(cfg, field)
+    if given is not None and given != channels:
+        raise ShapeProblem(f"{field} is {given} but the incoming tensor has {channels} channels",
+                           field=field, hint=f"remove {field} (it is inferred) or set it to "
+                                             f"{channels}")
+
+
+def check_groups(cfg, c_in: int, c_out: int) -> None:
+    for what, n in (("in", c_in), ("out", c_out)):
+        if n % cfg.groups:
+            raise ShapeProblem(f"groups={cfg.groups} does not divide the {n} {what}put channels",
+                               field="groups", hint="groups must divide both in and out channels")
+
+
+def conv_padding(cfg, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(left, right) padding per spatial dim for a conv or pool config."""
+    nd = len(spatial)
+    kernel = per_dim(cfg.kernel_size, nd, "kernel_size")
+    stride = per_dim(cfg.stride or cfg.kernel_size, nd, "stride")
+    dilation = per_dim(getattr(cfg, "dilation", 1), nd, "dilation")
+    if cfg.padding == "valid":
+        return [(0, 0)] * nd
+    if cfg.padding == "same":
+        return [shapes.same_padding(n, k, s, d)
+                for n, k, s, d in zip(spatial, kernel, stride, dilation)]
+    return [(p, p) for p in per_dim(cfg.padding, nd, "padding")]
+
+
+def window_output(kind: str, spatial, kernel, stride, dilation, pads) -> tuple[int, ...]:
+    out = []
+    for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads):
+        span = shapes.effective_kernel(k, d)
+        if n + lo + hi < span:
+            smallest = shapes.smallest_valid_input(k, lo + hi, d)
+            raise ShapeProblem(
+                f"{kind} window {span} is larger than its padded input {n + lo + hi} "
+                f"(input {n}, padding {lo}+{hi})", field="kernel_size",
+                hint=f"this layer needs an input of at least {smallest}; use a smaller kernel, "
+                     f"more padding, or fewer downsampling layers before it")
+        out.append(shapes.conv_output_length(n, k, s, lo + hi, d))
+    return tuple(out)
+
+
+def torch_pad_args(pads: list[tuple[int, int]]) -> tuple[int, ...]:
+    """F.pad wants the last dim first."""
+    return tuple(v for lo_hi in reversed(pads) for v in lo_hi)
+
+
+def is_symmetric(pads: list[tuple[int, int]]) -> bool:
+    return all(lo == hi for lo, hi in pads)
+
+
+@register
+class Conv(LayerKind):
+    name = "conv"
+    family = "conv"
+    Config = ConvConfig
+
+    def geometry(self, cfg, shape):
+        nd = require_spatial("conv", shape)
+        kernel = per_dim(cfg.kernel_size, nd, "kernel_size")
+        stride = per_dim(cfg.stride, nd, "stride")
+        dilation = per_dim(cfg.dilation, nd, "dilation")
+        return kernel, stride, dilation, conv_padding(cfg, shape[1:])
+
+    def output_shape(self, cfg, inputs):
+        shape = inputs[0]
+        check_in_channels(cfg, shape[0])
+        check_groups(cfg, shape[0], cfg.out_channels)
+        kernel, stride, dilation, pads = self.geometry(cfg, shape)
+        if cfg.padding_mode != "zeros":
+            for n, (lo, hi) in zip(shape[1:], pads):
+                if cfg.padding_mode == "reflect" and max(lo, hi) >= n:
+                    raise ShapeProblem(f"reflect padding {max(lo, hi)} needs an input larger than "
+                                       f"the padding, got {n}", field="padding")
+        if cfg.weight is not None:
+            check_literal(cfg.weight, (cfg.out_channels, shape[0] // cfg.groups) + kernel, "weight")
+        check_bias_literal(cfg.bias, cfg.out_channels)
+        return (cfg.out_channels,) + window_output("conv", shape[1:], kernel, stride, dilation, pads)
+
+    def counts(self, cfg, inputs, output):
+        kernel, *_ = self.geometry(cfg, inputs[0])
+        fan_in = inputs[0][0] // cfg.groups * shapes.product(kernel)
+        params = fan_in * cfg.out_channels + (cfg.out_channels if cfg.bias is not False else 0)
+        macs = shapes.product(output) * fan_in
+        return Counts(params=params, macs=macs)
+
+    def rf_steps(self, cfg, inputs):
+        kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
+        return [RFStep(shapes.effective_kernel(k, d), s, lo)
+                for k, s, d, (lo, _) in zip(kernel, stride, dilation, pads)]
+
+    def label(self, cfg, inputs):
+        kernel, stride, dilation, _ = self.geometry(cfg, inputs[0])
+        text = f"conv {dims_text(kernel)}"
+        if set(stride) != {1}:
+            text += f"/{dims_text(stride)}"
+        if set(dilation) != {1}:
+            text += f" d{dims_text(dilation)}"
+        if cfg.groups > 1:
+            text += " dw" if cfg.groups == inputs[0][0] else f" g{cfg.groups}"
+        return f"{text}, {cfg.out_channels}"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends.torch_modules import conv_class, padded
+        shape = inputs[0]
+        kernel, stride, dilation, pads = self.geometry(cfg, shape)
+        symmetric = is_symmetric(pads)
+        module = conv_class(len(kernel))(
+            shape[0], cfg.out_channels, kernel, stride=stride,
+            padding=tuple(lo for lo, _ in pads) if symmetric else 0, dilation=dilation,
+            groups=cfg.groups, bias=cfg.bias is not False,
+            padding_mode=cfg.padding_mode if symmetric else "zeros")
+        if not symmetric:
+            module = padded(module, torch_pad_args(pads), cfg.padding_mode)
+        load_literals(module, cfg)
+        return module
+
+
+class ConvTransposeConfig(LayerConfig, ActivationField, FixedWeights):
+    type: Literal["conv_transpose"]
+    out_channels: PositiveInt
+    kernel_size: PositiveInt | list[PositiveInt]
+    stride: PositiveInt | list[PositiveInt] = 1
+    padding: NonNegativeInt | list[NonNegativeInt] = 0
+    output_padding: NonNegativeInt | list[NonNegativeInt] = 0
+    dilation: PositiveInt | list[PositiveInt] = 1
+    groups: PositiveInt = 1
+    bias: bool | list[float] = True
+    in_channels: PositiveInt | None = None
+
+
+@register
+class ConvTranspose(LayerKind):
+    name = "conv_transpose"
+    family = "upsample"
+    Config = ConvTransposeConfig
+    base_name = "upconv"
+
+    def geometry(self, cfg, shape):
+        nd = require_spatial("conv_transpose", shape)
+        return tuple(per_dim(getattr(cfg, f), nd, f)
+                     for f in ("kernel_size", "stride", "padding", "output_padding", "dilation"))
+
+    def output_shape(self, cfg, inputs):
+        shape = inputs[0]
+        check_in_channels(cfg, shape[0])
+        check_groups(cfg, shape[0], cfg.out_channels)
+        kernel, stride, pad, out_pad, dilation = self.geometry(cfg, shape)
+        for op, s, d in zip(out_pad, stride, dilation):
+            if op >= max(s, d):
+                raise ShapeProblem(f"output_padding {op} must be smaller than stride or dilation",
+                                   field="output_padding")
+        out = tuple(shapes.transposed_output_length(n, k, s, p, op, d)
+                    for n, k, s, p, op, d in zip(shape[1:], kernel, stride, pad, out_pad, dilation))
+        if min(out) < 1:
+            raise ShapeProblem(f"padding {list(pad)} leaves no output for input {list(shape[1:])}",
+                               field="padding", hint="reduce the padding")
+        if cfg.weight is not None:
+            check_literal(cfg.weight, (shape[0], cfg.out_channels // cfg.groups) + kernel, "weight")
+        check_bias_literal(cfg.bias, cfg.out_channels)
+        return (cfg.out_channels,) + out
+
+    def counts(self, cfg, inputs, output):
+        kernel = self.geometry(cfg, inputs[0])[0]
+        per_input = cfg.out_channels // cfg.groups * shapes.product(kernel)
+        params = inputs[0][0] * per_input + (cfg.out_channels if cfg.bias is not False else 0)
+        return Counts(params=params, macs=shapes.product(inputs[0]) * per_input)
+
+    def rf_steps(self, cfg, inputs):
+        return None  # an upsampled unit's field depends on its position: no single window
+
+    def label(self, cfg, inputs):
+        kernel, stride, *_ = self.geometry(cfg, inputs[0])
+        return f"upconv {dims_text(kernel)}/{dims_text(stride)}, {cfg.out_channels}"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends.torch_modules import conv_transpose_class
+        kernel, stride, pad, out_pad, dilation = self.geometry(cfg, inputs[0])
+        module = conv_transpose_class(len(kernel))(
+            inputs[0][0], cfg.out_channels, kernel, stride=stride, padding=pad,
+            output_padding=out_pad, groups=cfg.groups, bias=cfg.bias is not False,
+            dilation=dilation)
+        load_literals(module, cfg)
+        return module
+
+
+class DepthwiseConvConfig(LayerConfig, ActivationField, FixedWeights):
+    type: Literal["depthwise_conv"]
+    kernel_size: PositiveInt | list[PositiveInt]
+    stride: PositiveInt | list[PositiveInt] = 1
+    padding: Padding = 0
+    dilation: PositiveInt | list[PositiveInt] = 1
+    depth_multiplier: PositiveInt = Field(1, description="Output channels per input channel.")
+    bias: bool | list[float] = True
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+
+
+@register
+class DepthwiseConv(LayerKind):
+    """A conv with groups = in_channels; out_channels = in_channels * depth_multiplier."""
+    name = "depthwise_conv"
+    family = "conv"
+    Config = DepthwiseConvConfig
+    base_name = "dwconv"
+
+    def as_conv(self, cfg, inputs) -> ConvConfig:
+        channels = inputs[0][0]
+        fields = cfg.model_dump(exclude={"type", "depth_multiplier"})
+        return ConvConfig.model_construct(
+            type="conv", out_channels=channels * cfg.depth_multiplier, groups=channels,
+            in_channels=None, **fields)
+
+    def output_shape(self, cfg, inputs):
+        return Conv.output_shape(self, self.as_conv(cfg, inputs), inputs)
+
+    def counts(self, cfg, inputs, output):
+        return Conv.counts(self, self.as_conv(cfg, inputs), inputs, output)
+
+    def rf_steps(self, cfg, inputs):
+        return Conv.rf_steps(self, self.as_conv(cfg, inputs), inputs)
+
+    def label(self, cfg, inputs):
+        return Conv.label(self, self.as_conv(cfg, inputs), inputs)
+
+    def build_torch(self, cfg, inputs, output):
+        return Conv.build_torch(self, self.as_conv(cfg, inputs), inputs, output)
+
+    geometry = Conv.geometry

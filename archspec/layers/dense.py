@@ -1,0 +1,80 @@
+"""Fully connected layers and flatten."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from .. import shapes
+from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, ShapeProblem,
+                   check_bias_literal, check_literal, load_literals, register)
+
+
+class DenseConfig(LayerConfig, ActivationField, FixedWeights):
+    type: Literal["dense"]
+    out_features: PositiveInt
+    bias: bool | list[float] = True
+    in_features: PositiveInt | None = Field(None, description="Inferred; checked if given.")
+
+
+@register
+class Dense(LayerKind):
+    name = "dense"
+    family = "dense"
+    Config = DenseConfig
+
+    def output_shape(self, cfg, inputs):
+        shape = inputs[0]
+        if len(shape) != 1:
+            raise ShapeProblem(
+                f"dense needs a feature vector but gets a {len(shape) + 1}-D map "
+                f"{list(shape)} (with the batch dim)",
+                hint=f"insert '- flatten' before it ({shapes.product(shape)} features) or a "
+                     f"'- global_avg_pool' ({shape[0]} features)")
+        if cfg.in_features is not None and cfg.in_features != shape[0]:
+            raise ShapeProblem(f"in_features is {cfg.in_features} but the incoming vector has "
+                               f"{shape[0]} features", field="in_features",
+                               hint=f"remove in_features (it is inferred) or set it to {shape[0]}")
+        if cfg.weight is not None:
+            check_literal(cfg.weight, (cfg.out_features, shape[0]), "weight")
+        check_bias_literal(cfg.bias, cfg.out_features)
+        return (cfg.out_features,)
+
+    def counts(self, cfg, inputs, output):
+        n_in = inputs[0][0]
+        bias = cfg.out_features if cfg.bias is not False else 0
+        return Counts(params=n_in * cfg.out_features + bias, macs=n_in * cfg.out_features)
+
+    def rf_steps(self, cfg, inputs):
+        return None
+
+    def label(self, cfg, inputs):
+        return f"dense {cfg.out_features}"
+
+    def build_torch(self, cfg, inputs, output):
+        import torch.nn as nn
+        module = nn.Linear(inputs[0][0], cfg.out_features, bias=cfg.bias is not False)
+        load_literals(module, cfg)
+        return module
+
+
+class FlattenConfig(LayerConfig):
+    type: Literal["flatten"]
+
+
+@register
+class Flatten(LayerKind):
+    """Flattens every non-batch dim: [C, H, W] -> [C*H*W]."""
+    name = "flatten"
+    family = "reshape"
+    Config = FlattenConfig
+
+    def output_shape(self, cfg, inputs):
+        return (shapes.product(inputs[0]),)
+
+    def rf_steps(self, cfg, inputs):
+        return None
+
+    def build_torch(self, cfg, inputs, output):
+        import torch.nn as nn
+        return nn.Flatten()

@@ -1,0 +1,167 @@
+"""Layers that join paths: concat, add, multiply, and the residual projection shortcut."""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from .. import shapes
+from .base import Counts, LayerConfig, LayerKind, RFStep, ShapeProblem, fmt_shape, register
+
+
+def listing(inputs) -> str:
+    return ", ".join(fmt_shape(s) for s in inputs)
+
+
+class ConcatConfig(LayerConfig):
+    type: Literal["concat"]
+    dim: int = Field(0, description="Dim without batch; 0 = channels.")
+
+
+class _Merge(LayerKind):
+    family = "merge"
+    min_inputs = 2
+    max_inputs = None
+
+
+@register
+class Concat(_Merge):
+    name = "concat"
+    Config = ConcatConfig
+
+    def output_shape(self, cfg, inputs):
+        rank = len(inputs[0])
+        if any(len(s) != rank for s in inputs):
+            raise ShapeProblem(f"concat inputs have different ranks: {listing(inputs)}",
+                               hint="flatten or pool the inputs to the same rank first")
+        dim = cfg.dim % rank if -rank <= cfg.dim < rank else None
+        if dim is None:
+            raise ShapeProblem(f"dim {cfg.dim} is out of range for rank-{rank} inputs", field="dim")
+        for axis in range(rank):
+            if axis != dim and len({s[axis] for s in inputs}) > 1:
+                raise ShapeProblem(
+                    f"concat along dim {dim} needs equal sizes in dim {axis}, got {listing(inputs)}",
+                    hint="make the branches downsample alike (same strides and 'same' padding), "
+                         "or crop/upsample one of them")
+        total = sum(s[dim] for s in inputs)
+        return inputs[0][:dim] + (total,) + inputs[0][dim + 1:]
+
+    def label(self, cfg, inputs):
+        return "concat" if cfg.dim == 0 else f"concat dim {cfg.dim}"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends.torch_modules import Concat as TorchConcat
+        return TorchConcat(cfg.dim % len(inputs[0]) + 1)
+
+
+class AddConfig(LayerConfig):
+    type: Literal["add"]
+
+
+@register
+class Add(_Merge):
+    name = "add"
+    Config = AddConfig
+
+    def output_shape(self, cfg, inputs):
+        if len(set(inputs)) > 1:
+            raise ShapeProblem(f"add needs inputs of one shape, got {listing(inputs)}",
+                               hint="give the shortcut a projection (shortcut: projection) or "
+                                    "change the body so its output matches")
+        return inputs[0]
+
+    def label(self, cfg, inputs):
+        return "add"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends.torch_modules import Add as TorchAdd
+        return TorchAdd()
+
+
+class MultiplyConfig(LayerConfig):
+    type: Literal["multiply"]
+
+
+@register
+class Multiply(_Merge):
+    """Elementwise product; size-1 dims broadcast (squeeze-and-excitation gates)."""
+    name = "multiply"
+    Config = MultiplyConfig
+    base_name = "mul"
+
+    def output_shape(self, cfg, inputs):
+        rank = len(inputs[0])
+        if any(len(s) != rank for s in inputs):
+            raise ShapeProblem(f"multiply inputs have different ranks: {listing(inputs)}")
+        out = []
+        for axis in range(rank):
+            sizes = {s[axis] for s in inputs} - {1}
+            if len(sizes) > 1:
+                raise ShapeProblem(f"multiply inputs disagree in dim {axis}: {listing(inputs)}",
+                                   hint="sizes must match or be 1 (broadcast)")
+            out.append(sizes.pop() if sizes else 1)
+        return tuple(out)
+
+    def label(self, cfg, inputs):
+        return "multiply"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends.torch_modules import Multiply as TorchMultiply
+        return TorchMultiply()
+
+
+class ProjectionConfig(LayerConfig):
+    type: Literal["projection"]
+    norm: bool = Field(True, description="Follow the 1x1 conv with batch norm.")
+
+
+@register
+class Projection(LayerKind):
+    """Residual shortcut: identity when shapes match, else 1x1 conv (+BN) to the body's shape.
+    Inputs: [block input, body output]; the second is read for its shape only."""
+    name = "projection"
+    family = "conv"
+    base_name = "shortcut"
+    min_inputs = max_inputs = 2
+    data_inputs: ClassVar[int] = 1
+
+    Config = ProjectionConfig
+
+    def strides(self, inputs) -> tuple[int, ...] | None:
+        (x, ref) = inputs
+        if x == ref:
+            return None
+        if len(x) != len(ref):
+            raise ShapeProblem(f"cannot project {fmt_shape(x)} to {fmt_shape(ref)}: ranks differ")
+        strides = tuple(-(-n // o) for n, o in zip(x[1:], ref[1:]))
+        if any(shapes.conv_output_length(n, 1, s) != o for n, s, o in zip(x[1:], strides, ref[1:])):
+            raise ShapeProblem(f"no 1x1 strided conv maps {fmt_shape(x)} to {fmt_shape(ref)}",
+                               hint="the body must downsample by an integer stride")
+        return strides
+
+    def output_shape(self, cfg, inputs):
+        self.strides(inputs)
+        return inputs[1]
+
+    def counts(self, cfg, inputs, output):
+        if self.strides(inputs) is None:
+            return Counts()
+        c_in, c_out = inputs[0][0], output[0]
+        conv = c_in * c_out + (0 if cfg.norm else c_out)
+        return Counts(params=conv + (2 * c_out if cfg.norm else 0),
+                      buffers=2 * c_out + 1 if cfg.norm else 0,
+                      macs=shapes.product(output) * c_in)
+
+    def rf_steps(self, cfg, inputs):
+        strides = self.strides(inputs) or (1,) * (len(inputs[0]) - 1)
+        return [RFStep(1, s, 0) for s in strides]
+
+    def label(self, cfg, inputs):
+        strides = self.strides(inputs)
+        if strides is None:
+            return "identity"
+        return f"conv 1x1/{strides[0]}, {inputs[1][0]}" + (" + bn" if cfg.norm else "")
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends.torch_modules import Projection as TorchProjection
+        return TorchProjection(inputs[0][0], output[0], self.strides(inputs), cfg.norm)

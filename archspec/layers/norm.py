@@ -1,0 +1,97 @@
+"""Batch norm, local response norm and dropout."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, confloat
+
+from .base import Counts, LayerConfig, LayerKind, ShapeProblem, register
+
+
+class BatchNormConfig(LayerConfig):
+    type: Literal["batch_norm"]
+    eps: PositiveFloat = 1e-5
+    momentum: confloat(ge=0, le=1) | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+    num_features: PositiveInt | None = Field(None, description="Inferred; checked if given.")
+
+
+@register
+class BatchNorm(LayerKind):
+    name = "batch_norm"
+    family = "norm"
+    Config = BatchNormConfig
+    base_name = "bn"
+
+    def output_shape(self, cfg, inputs):
+        shape = inputs[0]
+        if cfg.num_features is not None and cfg.num_features != shape[0]:
+            raise ShapeProblem(f"num_features is {cfg.num_features} but the incoming tensor has "
+                               f"{shape[0]} channels", field="num_features",
+                               hint=f"remove num_features (it is inferred) or set it to {shape[0]}")
+        return shape
+
+    def counts(self, cfg, inputs, output):
+        c = inputs[0][0]
+        return Counts(params=2 * c if cfg.affine else 0,
+                      buffers=2 * c + 1 if cfg.track_running_stats else 0)
+
+    def label(self, cfg, inputs):
+        return "batch norm"
+
+    def build_torch(self, cfg, inputs, output):
+        import torch.nn as nn
+        cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}
+        return cls[len(inputs[0])](inputs[0][0], eps=cfg.eps, momentum=cfg.momentum,
+                                    affine=cfg.affine, track_running_stats=cfg.track_running_stats)
+
+
+class LRNConfig(LayerConfig):
+    type: Literal["local_response_norm"]
+    size: PositiveInt
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+
+@register
+class LocalResponseNorm(LayerKind):
+    name = "local_response_norm"
+    family = "norm"
+    Config = LRNConfig
+    base_name = "lrn"
+    ranks = (2, 3, 4)
+
+    def output_shape(self, cfg, inputs):
+        if len(inputs[0]) < 2:
+            raise ShapeProblem("local_response_norm needs a [C, ...] map with spatial dims",
+                               hint="use it after a conv, before the flatten")
+        return inputs[0]
+
+    def label(self, cfg, inputs):
+        return f"LRN {cfg.size}"
+
+    def build_torch(self, cfg, inputs, output):
+        import torch.nn as nn
+        return nn.LocalResponseNorm(cfg.size, alpha=cfg.alpha, beta=cfg.beta, k=cfg.k)
+
+
+class DropoutConfig(LayerConfig):
+    type: Literal["dropout"]
+    p: confloat(ge=0, le=1) = 0.5
+
+
+@register
+class Dropout(LayerKind):
+    name = "dropout"
+    family = "dropout"
+    Config = DropoutConfig
+    base_name = "drop"
+
+    def label(self, cfg, inputs):
+        return f"dropout {cfg.p:g}"
+
+    def build_torch(self, cfg, inputs, output):
+        import torch.nn as nn
+        return nn.Dropout(cfg.p)

@@ -1,0 +1,195 @@
+"""Max/avg pooling, adaptive pooling and global pooling."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from .. import shapes
+from .base import (Counts, LayerConfig, LayerKind, RFStep, ShapeProblem, dims_text, per_dim,
+                   register, require_spatial)
+from .conv import Padding, conv_padding, is_symmetric, torch_pad_args
+
+
+class PoolConfig(LayerConfig):
+    kernel_size: PositiveInt | list[PositiveInt]
+    stride: PositiveInt | list[PositiveInt] | None = Field(None, description="Default: kernel_size.")
+    padding: Padding = 0
+    ceil_mode: bool = False
+
+
+class MaxPoolConfig(PoolConfig):
+    type: Literal["max_pool"]
+    dilation: PositiveInt | list[PositiveInt] = 1
+
+
+class AvgPoolConfig(PoolConfig):
+    type: Literal["avg_pool"]
+    count_include_pad: bool = True
+
+
+class _Pool(LayerKind):
+    family = "pool"
+    base_name = "pool"
+    op = ""
+
+    def geometry(self, cfg, shape):
+        nd = require_spatial(self.name, shape)
+        kernel = per_dim(cfg.kernel_size, nd, "kernel_size")
+        stride = per_dim(cfg.stride or cfg.kernel_size, nd, "stride")
+        dilation = per_dim(getattr(cfg, "dilation", 1), nd, "dilation")
+        return kernel, stride, dilation, conv_padding(cfg, shape[1:])
+
+    def output_shape(self, cfg, inputs):
+        shape = inputs[0]
+        kernel, stride, dilation, pads = self.geometry(cfg, shape)
+        out = []
+        for n, k, s, d, (lo, hi) in zip(shape[1:], kernel, stride, dilation, pads):
+            span = shapes.effective_kernel(k, d)
+            if 2 * max(lo, hi) > span and cfg.padding != "same":
+                raise ShapeProblem(f"padding {max(lo, hi)} is more than half the window {span}",
+                                   field="padding", hint=f"use padding <= {span // 2}")
+            if n + lo + hi < span:
+                raise ShapeProblem(
+                    f"pooling window {span} is larger than its padded input {n + lo + hi}",
+                    field="kernel_size",
+                    hint=f"this layer needs an input of at least "
+                         f"{shapes.smallest_valid_input(k, lo + hi, d)}; use a smaller window or "
+                         f"fewer downsampling layers before it")
+            if lo == hi:
+                out.append(shapes.pool_output_length(n, k, s, lo, d, cfg.ceil_mode))
+            else:
+                out.append(shapes.pool_output_length(n + lo + hi, k, s, 0, d, cfg.ceil_mode))
+        return (shape[0],) + tuple(out)
+
+    def rf_steps(self, cfg, inputs):
+        kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
+        return [RFStep(shapes.effective_kernel(k, d), s, lo)
+                for k, s, d, (lo, _) in zip(kernel, stride, dilation, pads)]
+
+    def label(self, cfg, inputs):
+        kernel, stride, *_ = self.geometry(cfg, inputs[0])
+        text = f"{self.op} {dims_text(kernel)}"
+        return text + (f"/{dims_text(stride)}" if stride != kernel else "")
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends import torch_modules as tm
+        kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
+        symmetric = is_symmetric(pads)
+        padding = tuple(lo for lo, _ in pads) if symmetric else 0
+        extra = {"dilation": dilation} if self.op == "maxpool" else \
+            {"count_include_pad": cfg.count_include_pad}
+        module = tm.pool_class(self.op, len(kernel))(
+            kernel, stride=stride, padding=padding, ceil_mode=cfg.ceil_mode, **extra)
+        if not symmetric:
+            fill = float("-inf") if self.op == "maxpool" else 0.0
+            module = tm.padded(module, torch_pad_args(pads), "zeros", fill)
+        return module
+
+
+@register
+class MaxPool(_Pool):
+    name = "max_pool"
+    Config = MaxPoolConfig
+    op = "maxpool"
+
+
+@register
+class AvgPool(_Pool):
+    name = "avg_pool"
+    Config = AvgPoolConfig
+    op = "avgpool"
+
+
+class AdaptiveConfig(LayerConfig):
+    output_size: PositiveInt | list[PositiveInt]
+
+
+class AdaptiveAvgConfig(AdaptiveConfig):
+    type: Literal["adaptive_avg_pool"]
+
+
+class AdaptiveMaxConfig(AdaptiveConfig):
+    type: Literal["adaptive_max_pool"]
+
+
+class _Adaptive(LayerKind):
+    family = "pool"
+    base_name = "pool"
+    op = ""
+
+    def output_shape(self, cfg, inputs):
+        nd = require_spatial(self.name, inputs[0])
+        return (inputs[0][0],) + per_dim(cfg.output_size, nd, "output_size")
+
+    def rf_steps(self, cfg, inputs):
+        spatial = inputs[0][1:]
+        out = per_dim(cfg.output_size, len(spatial), "output_size")
+        if any(n % o for n, o in zip(spatial, out)):
+            return None  # uneven windows: no single kernel describes them
+        return [RFStep(n // o, n // o, 0) for n, o in zip(spatial, out)]
+
+    def label(self, cfg, inputs):
+        return f"adaptive {self.op} {dims_text(self.output_shape(cfg, inputs)[1:])}"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends import torch_modules as tm
+        return tm.adaptive_pool_class(self.op, len(output) - 1)(tuple(output[1:]))
+
+
+@register
+class AdaptiveAvgPool(_Adaptive):
+    name = "adaptive_avg_pool"
+    Config = AdaptiveAvgConfig
+    op = "avg"
+
+
+@register
+class AdaptiveMaxPool(_Adaptive):
+    name = "adaptive_max_pool"
+    Config = AdaptiveMaxConfig
+    op = "max"
+
+
+class GlobalAvgConfig(LayerConfig):
+    type: Literal["global_avg_pool"]
+
+
+class GlobalMaxConfig(LayerConfig):
+    type: Literal["global_max_pool"]
+
+
+class _Global(LayerKind):
+    """Pools each channel over all positions and drops the spatial dims: [C, ...] -> [C]."""
+    family = "pool"
+    base_name = "gap"
+    op = ""
+
+    def output_shape(self, cfg, inputs):
+        require_spatial(self.name, inputs[0])
+        return (inputs[0][0],)
+
+    def rf_steps(self, cfg, inputs):
+        return None
+
+    def label(self, cfg, inputs):
+        return f"global {self.op} pool"
+
+    def build_torch(self, cfg, inputs, output):
+        from ..backends import torch_modules as tm
+        return tm.GlobalPool(self.op, len(inputs[0]) - 1)
+
+
+@register
+class GlobalAvgPool(_Global):
+    name = "global_avg_pool"
+    Config = GlobalAvgConfig
+    op = "avg"
+
+
+@register
+class GlobalMaxPool(_Global):
+    name = "global_max_pool"
+    Config = GlobalMaxConfig
+    op = "max"
+    base_name = "gmp"

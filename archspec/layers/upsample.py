@@ -1,0 +1,57 @@
+"""Upsampling by interpolation (nearest, linear/bilinear/trilinear)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import PositiveInt
+
+from .base import LayerConfig, LayerKind, ShapeProblem, dims_text, per_dim, register, require_spatial
+
+MODES_BY_DIMS = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+class UpsampleConfig(LayerConfig):
+    type: Literal["upsample"]
+    scale_factor: PositiveInt | list[PositiveInt] | None = None
+    size: PositiveInt | list[PositiveInt] | None = None
+    mode: Literal["nearest", "linear", "bilinear", "trilinear"] = "nearest"
+    align_corners: bool | None = None
+
+
+@register
+class Upsample(LayerKind):
+    name = "upsample"
+    family = "upsample"
+    Config = UpsampleConfig
+    base_name = "up"
+
+    def output_shape(self, cfg, inputs):
+        nd = require_spatial("upsample", inputs[0])
+        if (cfg.scale_factor is None) == (cfg.size is None):
+            raise ShapeProblem("upsample needs exactly one of scale_factor and size",
+                               field="scale_factor", hint="e.g. scale_factor: 2")
+        if cfg.mode != "nearest" and cfg.mode != MODES_BY_DIMS[nd]:
+            raise ShapeProblem(f"mode '{cfg.mode}' does not fit a {nd}-D input", field="mode",
+                               hint=f"use 'nearest' or '{MODES_BY_DIMS[nd]}'")
+        if cfg.size is not None:
+            return (inputs[0][0],) + per_dim(cfg.size, nd, "size")
+        scale = per_dim(cfg.scale_factor, nd, "scale_factor")
+        return (inputs[0][0],) + tuple(n * s for n, s in zip(inputs[0][1:], scale))
+
+    def rf_steps(self, cfg, inputs):
+        return None  # an upsampled unit's field depends on its position
+
+    def label(self, cfg, inputs):
+        if cfg.size is not None:
+            return f"upsample to {dims_text(self.output_shape(cfg, inputs)[1:])} ({cfg.mode})"
+        scale = per_dim(cfg.scale_factor, len(inputs[0]) - 1, "scale_factor")
+        return f"upsample x{dims_text(scale)} ({cfg.mode})"
+
+    def build_torch(self, cfg, inputs, output):
+        import torch.nn as nn
+        if cfg.size is not None:
+            return nn.Upsample(size=tuple(output[1:]), mode=cfg.mode,
+                               align_corners=cfg.align_corners)
+        scale = per_dim(cfg.scale_factor, len(inputs[0]) - 1, "scale_factor")
+        return nn.Upsample(scale_factor=tuple(float(s) for s in scale), mode=cfg.mode,
+                           align_corners=cfg.align_corners)

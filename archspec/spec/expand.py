@@ -1,0 +1,423 @@
+"""Expansion: walks the spec's layer lists, validates each entry against its kind's schema,
+expands short forms, composite blocks and user-defined blocks, and builds the IR.
+
+Every problem becomes a located Diagnostic; independent problems are all collected.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import Diagnostic
+from ..ir import INPUT, Block, Node, Path
+from ..layers.base import COMPOSITES, REGISTRY
+from . import params as param_expr
+
+MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
+
+# Spellings users bring from PyTorch/Keras/Caffe, mapped to our type names for did-you-mean.
+SYNONYMS = {
+    "linear": "dense", "fc": "dense", "fullyconnected": "dense", "innerproduct": "dense",
+    "convolution": "conv", "conv": "conv", "batchnorm": "batch_norm", "bn": "batch_norm",
+    "batchnormalization": "batch_norm", "maxpool": "max_pool", "maxpooling": "max_pool",
+    "avgpool": "avg_pool", "averagepooling": "avg_pool", "lrn": "local_response_norm",
+    "convtranspose": "conv_transpose", "deconv": "conv_transpose", "deconvolution":
+    "conv_transpose", "conv2dtranspose": "conv_transpose", "globalaveragepooling":
+    "global_avg_pool", "globalavgpool": "global_avg_pool", "globalmaxpooling": "global_max_pool",
+    "upsampling": "upsample", "concatenate": "concat", "cat": "concat", "sum": "add",
+    "mul": "multiply", "swish": "silu", "logsoftmax": "log_softmax", "leakyrelu": "leaky_relu",
+    "separableconv": "separable_conv", "depthwiseconv": "depthwise_conv", "residualblock":
+    "residual", "skip": "residual", "flattening": "flatten", "adaptiveavgpool": "adaptive_avg_pool",
+    "adaptivemaxpool": "adaptive_max_pool", "localresponsenorm": "local_response_norm",
+}
+
+
+def _canonical(text: str) -> str:
+    text = re.sub(r"[_\-\s]", "", text.lower())
+    return re.sub(r"([123]d)$", "", text)
+
+
+def suggest(word: str, choices: list[str], synonyms: dict[str, str] | None = None) -> str | None:
+    """Best did-you-mean for a typo, PyTorch/Keras spelling or case slip; None if nothing close."""
+    canon = _canonical(word)
+    by_canon = {_canonical(c): c for c in choices}
+    if canon in by_canon:
+        return by_canon[canon]
+    if synonyms and canon in synonyms and synonyms[canon] in choices:
+        return synonyms[canon]
+    close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.6) or \
+        difflib.get_close_matches(canon, list(by_canon), n=1, cutoff=0.6)
+    if close:
+        return by_canon.get(close[0], close[0])
+    return None
+
+
+def did_you_mean(word: str, choices, synonyms=None) -> str | None:
+    best = suggest(word, list(choices), synonyms)
+    return f"did you mean '{best}'?" if best else None
+
+
+@dataclass
+class Scope:
+    prefix: tuple[str, ...]                      # full name parts: ("layer1", "0")
+    parent: Scope | None = None
+    names: dict[str, str] = field(default_factory=dict)     # local name -> node giving its value
+    name_paths: dict[str, Path] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    reserved: set[str] = field(default_factory=set)          # explicit names declared later
+    frozen: bool = False
+    context: list[str] = field(default_factory=list)
+
+    def full(self, local: str) -> str:
+        return ".".join(self.prefix + (local,))
+
+    def lookup(self, ref: str) -> str | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if ref in scope.names:
+                return scope.names[ref]
+            scope = scope.parent
+        return None
+
+    def visible(self) -> list[str]:
+        out, scope = [], self
+        while scope is not None:
+            out.extend(scope.names)
+            scope = scope.parent
+        return out
+
+
+class Expander:
+    def __init__(self, source, user_blocks: dict[str, Any], blocks_path: Path = ("blocks",)):
+        self.source = source
+        self.user_blocks = user_blocks
+        self.blocks_path = blocks_path
+        self.nodes: dict[str, Node] = {}
+        self.blocks: dict[str, Block] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self.instantiating: list[str] = []   # user blocks being expanded (recursion check)
+        self.too_big = False
+
+    # ---- diagnostics -------------------------------------------------------------------
+    def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
+              scope: Scope | None = None) -> None:
+        notes = list(notes) + (scope.context if scope else [])
+        self.diagnostics.append(self.source.diagnostic(path, message, hint=hint, layer=layer,
+                                                       notes=notes, at_key=at_key))
+
+    # ---- names ---------------------------------------------------------------------------
+    def reserve_names(self, items: list, scope: Scope) -> None:
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                scope.reserved.add(item["name"])
+
+    def auto_name(self, scope: Scope, stem: str) -> str:
+        n = scope.counters.get(stem, 0)
+        while True:
+            n += 1
+            candidate = f"{stem}{n}"
+            if candidate not in scope.names and candidate not in scope.reserved:
+                scope.counters[stem] = n
+                return candidate
+
+    def claim(self, scope: Scope, item: dict | None, stem: str, path: Path) -> str | None:
+        """Pick the local name of a new layer or block; None (with an error) on a duplicate."""
+        explicit = item.get("name") if item else None
+        local = explicit if isinstance(explicit, str) else self.auto_name(scope, stem)
+        if local in scope.names:
+            first = self.source.position(scope.name_paths[local])
+            self.error(path + ("name",), f"name '{local}' is already used in this scope",
+                       at_key=False, hint="give the layer another name", scope=scope,
+                       notes=[f"first used at line {first[0]}"] if first else [])
+            return None
+        if local == INPUT and not scope.prefix:
+            self.error(path + ("name",), "'input' is reserved for the network input",
+                       hint="choose another name", scope=scope)
+            return None
+        return local
+
+    def resolve(self, scope: Scope, ref: Any, path: Path) -> str | None:
+        if not isinstance(ref, str):
+            self.error(path, f"'from' must name a layer, got {ref!r}", scope=scope)
+            return None
+        if ref == INPUT:
+            return INPUT
+        found = scope.lookup(ref)
+        if found is not None:
+            return found
+        later = [n for n in self.all_local_names(scope) if n == ref]
+        if later:
+            self.error(path, f"'{ref}' is defined further down; a layer can only take inputs from "
+                       "layers above it", hint="move this layer below it (this keeps the network "
+                       "acyclic: cycles are not allowed)", scope=scope)
+            return None
+        inside = [n for n in self.nodes if n.split(".")[-1] == ref or n.endswith("." + ref)]
+        hint = did_you_mean(ref, scope.visible() + [INPUT])
+        if inside:
+            self.error(path, f"'{ref}' is inside block '{inside[0].rsplit('.', 1)[0]}' and not "
+                       "visible here", scope=scope,
+                       hint=hint or "refer to the block by its name (its output) instead; names "
+                       "inside a block are private to it")
+        else:
+            self.error(path, f"no layer named '{ref}' is visible here", scope=scope,
+                       hint=hint or f"visible names: {', '.join(scope.visible()[-8:]) or 'input'}")
+        return None
+
+    def all_local_names(self, scope: Scope) -> set[str]:
+        names, s = set(), scope
+        while s is not None:
+            names |= s.reserved
+            s = s.parent
+        return names
+
+    # ---- building ----------------------------------------------------------------------
+    def add_node(self, scope: Scope, item: dict | None, cfg, inputs: list[str | None], path: Path,
+                 skip: tuple[int, ...] = (), stem: str | None = None) -> str | None:
+        kind = REGISTRY[cfg.type]
+        local = self.claim(scope, item, stem or kind.base_name, path)
+        if local is None:
+            return None
+        if len(self.nodes) >= MAX_NODES:
+            if not self.too_big:
+                self.error(path, f"the spec expands to more than {MAX_NODES} layers",
+                           hint="reduce 'times' in repeat blocks", scope=scope)
+            self.too_big = True
+            return None
+        if scope.frozen and cfg.trainable:
+            cfg = cfg.model_copy(update={"trainable": False})
+        name = scope.full(local)
+        broken = any(i is None for i in inputs)
+        self.nodes[name] = Node(name=name, kind=kind, cfg=cfg,
+                                inputs=[i for i in inputs if i is not None], path=path,
+                                scope=scope.prefix, skip_inputs=frozenset(skip), broken=broken,
+                                context=list(scope.context))
+        scope.names[local] = name
+        scope.name_paths[local] = path
+        self.note_member(scope, name)
+        return name
+
+    def note_member(self, scope: Scope, name: str) -> None:
+        for i in range(1, len(scope.prefix) + 1):
+            block = self.blocks.get(".".join(scope.prefix[:i]))
+            if block is not None:
+                block.members.append(name)
+
+    def open_block(self, scope: Scope, item: dict, kind: str, path: Path, stem: str
+                   ) -> Scope | None:
+        local = self.claim(scope, item, stem, path)
+        if local is None:
+            return None
+        full = scope.full(local)
+        parent = ".".join(scope.prefix) or None
+        self.blocks[full] = Block(name=full, kind=kind, path=path, parent=parent)
+        scope.names[local] = full  # resolved to the output node when the block closes
+        scope.name_paths[local] = path
+        return Scope(prefix=scope.prefix + (local,), parent=scope,
+                     frozen=scope.frozen or item.get("trainable") is False,
+                     context=list(scope.context))
+
+    def close_block(self, outer: Scope, inner: Scope, output: str | None) -> str | None:
+        full = ".".join(inner.prefix)
+        self.blocks[full].output = output
+        outer.names[inner.prefix[-1]] = output if output is not None else full
+        return output
+
+    def block_input(self, scope: Scope, item: dict, path: Path, current: str | None):
+        if "from" in item:
+            ref = item["from"]
+            if isinstance(ref, list):
+                if len(ref) != 1:
+                    self.error(path + ("from",), "a block takes a single input",
+                               hint="merge the inputs first (concat/add)", scope=scope)
+                    return None
+                ref = ref[0]
+            return self.resolve(scope, ref, path + ("from",))
+        return current
+
+    # ---- the walk ----------------------------------------------------------------------
+    def expand_items(self, items: Any, path: Path, scope: Scope, current: str | None
+                     ) -> str | None:
+        if not isinstance(items, list) or not items:
+            self.error(path, "expected a non-empty list of layers", scope=scope,
+                       hint="write layers as a YAML list: '- {type: conv, ...}' or '- relu'")
+            return None
+        self.reserve_names(items, scope)
+        for index, item in enumerate(items):
+            if self.too_big:
+                return None
+            current = self.expand_item(item, path + (index,), scope, current)
+        return current
+
+    def expand_item(self, item: Any, path: Path, scope: Scope, current: str | None) -> str | None:
+        if isinstance(item, str):
+            item = {"type": item}
+        if not isinstance(item, dict):
+            self.error(path, f"a layer must be a mapping or a type name, got {type(item).__name__}",
+                       hint="e.g. '- {type: conv, out_channels: 16, kernel_size: 3}' or '- relu'",
+                       scope=scope)
+            return None
+        kind_name = item.get("type")
+        if not isinstance(kind_name, str):
+            self.error(path, "layer has no 'type'", hint="add e.g. 'type: conv'", scope=scope)
+            return None
+        type_path = path + ("type",) if "type" in item else path
+        if kind_name in self.user_blocks:
+            return self.expand_user_block(kind_name, item, path, scope, current)
+        if kind_name in COMPOSITES:
+            cfg = self.validate(COMPOSITES[kind_name].Config, item, path, scope)
+            if cfg is None:
+                return None
+            return COMPOSITES[kind_name].expand(self, cfg, item, path, scope, current)
+        if kind_name in REGISTRY:
+            return self.expand_layer(item, path, scope, current)
+        choices = list(REGISTRY) + list(COMPOSITES) + list(self.user_blocks)
+        self.error(type_path, f"unknown layer type '{kind_name}'",
+                   hint=did_you_mean(kind_name, choices, SYNONYMS) or
+                   "run 'archspec types' for the list of layer types", scope=scope)
+        return None
+
+    def expand_layer(self, item: dict, path: Path, scope: Scope, current: str | None):
+        kind = REGISTRY[item["type"]]
+        cfg = self.validate(kind.Config, item, path, scope)
+        if cfg is None:
+            return None
+        refs = cfg.from_ if cfg.from_ is not None else ([current] if current else [])
+        if isinstance(refs, str):
+            refs = [refs]
+        inputs = [self.resolve(scope, r, path + ("from",)) if cfg.from_ is not None else r
+                  for r in refs]
+        if cfg.from_ is None and current is None:
+            inputs = [None]
+        n_in = len(inputs)
+        if n_in < kind.min_inputs or (kind.max_inputs is not None and n_in > kind.max_inputs):
+            want = (f"{kind.min_inputs}" if kind.max_inputs == kind.min_inputs else
+                    f"at least {kind.min_inputs}")
+            self.error(path + (("from",) if "from" in item else ()),
+                       f"{kind.name} takes {want} input{'s' if kind.min_inputs > 1 else ''}, "
+                       f"got {n_in}", scope=scope, layer=scope.full(item.get("name") or kind.name),
+                       hint="list its inputs: from: [a, b]" if kind.min_inputs > 1 else
+                       "give a single name in 'from'")
+            return None
+        name = self.add_node(scope, item, cfg, inputs, path)
+        activation = getattr(cfg, "activation", None)
+        if activation is not None and name is not None:
+            return self.add_activation(scope, activation, name, path + ("activation",))
+        return name
+
+    def add_activation(self, scope: Scope, activation: str, source: str | None, path: Path):
+        kind = REGISTRY.get(activation)
+        if kind is None or kind.family != "activation":
+            choices = [k for k, v in REGISTRY.items() if v.family == "activation"]
+            self.error(path, f"unknown activation '{activation}'", scope=scope,
+                       hint=did_you_mean(activation, choices, SYNONYMS) or
+                       f"choose one of: {', '.join(choices)}")
+            return None
+        cfg = kind.Config.model_validate({"type": activation})
+        return self.add_node(scope, None, cfg, [source], path)
+
+    def validate(self, config_cls, item: dict, path: Path, scope: Scope):
+        try:
+            return config_cls.model_validate(item)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.report_validation(config_cls, item, path, scope, err)
+            return None
+
+    def validate_merge(self, kind_name: str, fields: dict):
+        """Config for a node the compiler itself inserts (merge, projection, separable parts)."""
+        return REGISTRY[kind_name].Config.model_validate(dict(fields, type=kind_name))
+
+    def report_validation(self, config_cls, item, path, scope, err) -> None:
+        loc = tuple(err["loc"])
+        kind = item.get("type") or "the spec"
+        sub, data = (), item
+        for part in loc:  # keep the loc parts that exist in the data; skip union member tags
+            if isinstance(data, dict) and part in data or \
+                    isinstance(data, list) and isinstance(part, int) and part < len(data):
+                sub += (part,)
+                data = data[part]
+        field_name = str(loc[0]) if loc else ""
+        layer = scope.full(item["name"]) if isinstance(item.get("name"), str) else None
+        fields = [f.alias or n for n, f in config_cls.model_fields.items()]
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(field_name, fields)
+            if field_name in ("in_channels", "num_features", "in_features") and not hint:
+                hint = ("this layer keeps the channel count, so it takes no "
+                        f"{field_name}; remove it")
+            self.error(path + sub, f"unknown field '{field_name}' for {kind}", at_key=True,
+                       layer=layer, scope=scope,
+                       hint=hint or f"{kind} accepts: {', '.join(f for f in fields if f != 'type')}")
+        elif err["type"] == "missing":
+            required = [f.alias or n for n, f in config_cls.model_fields.items()
+                        if f.is_required() and n != "type"]
+            self.error(path + ("type",), f"{kind} is missing required field '{field_name}'",
+                       layer=layer, scope=scope, hint=f"{kind} requires: {', '.join(required)}")
+        else:
+            value = err.get("input")
+            shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+            msg = err["msg"][0].lower() + err["msg"][1:]
+            self.error(path + sub, f"field '{field_name}' of {kind}: {msg} (got {shown})",
+                       layer=layer, scope=scope, hint=field_hint(config_cls, field_name))
+
+    # ---- user-defined blocks -----------------------------------------------------------
+    def expand_user_block(self, block_name: str, item: dict, path: Path, scope: Scope,
+                          current: str | None):
+        definition = self.user_blocks[block_name]
+        def_path = self.blocks_path + (block_name,)
+        if block_name in self.instantiating:
+            self.error(path + ("type",), f"block '{block_name}' uses itself", scope=scope,
+                       hint="a block cannot contain itself, directly or through another block")
+            return None
+        declared = definition.get("params") or {}
+        values: dict[str, Any] = {}
+        for key, value in item.items():
+            if key in ("type", "name", "from", "trainable"):
+                continue
+            if key not in declared:
+                self.error(path + (key,), f"block '{block_name}' has no parameter '{key}'",
+                           at_key=True, scope=scope,
+                           hint=did_you_mean(key, declared) or
+                           f"its parameters: {', '.join(declared) or 'none'}")
+                return None
+            values[key] = value
+        for key, default in declared.items():
+            if key not in values:
+                if default is None:
+                    self.error(path + ("type",), f"block '{block_name}' needs parameter '{key}'",
+                               scope=scope, hint=f"add '{key}: ...' to this layer")
+                    return None
+                values[key] = default
+        layers = definition.get("layers")
+        try:
+            layers = param_expr.substitute(copy.deepcopy(layers), values)
+        except param_expr.ExpressionError as exc:
+            self.error(def_path + ("layers",) + exc.path, str(exc), hint=exc.hint, scope=scope)
+            return None
+        start = self.block_input(scope, item, path, current)
+        inner = self.open_block(scope, item, block_name, path, block_name)
+        if inner is None:
+            return None
+        where = self.source.position(path)
+        inner.context.append(f"in block '{block_name}' used as '{'.'.join(inner.prefix)}'"
+                             + (f" at line {where[0]}" if where else ""))
+        self.instantiating.append(block_name)
+        try:
+            out = self.expand_items(layers, def_path + ("layers",), inner, start)
+        finally:
+            self.instantiating.pop()
+        return self.close_block(scope, inner, out)
+
+
+def field_hint(config_cls, field_name: str) -> str | None:
+    info = config_cls.model_fields.get(field_name)
+    if info is None:
+        return None
+    if info.description:
+        return info.description
+    return f"expected {getattr(info.annotation, '__name__', None) or info.annotation}" \
+        .replace("typing.", "").replace("Annotated[", "").replace("annotated_types.", "")
