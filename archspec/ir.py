@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
-
 from .layers.base import LayerConfig, LayerKind, Shape
 
 INPUT = "input"  # name of the network's input node
@@ -52,8 +50,9 @@ class Network:
     source: Any                    # SourceMap of the spec text
     input_path: Path = ("input",)
 
-    def graph(self) -> nx.DiGraph:
-        """networkx view: one node per layer plus 'input'; edges carry arg index and skip flag."""
+    def graph(self):
+        """networkx DiGraph: one node per layer plus 'input'; edges carry arg index and skip flag."""
+        import networkx as nx  # imported on use: it costs a tenth of a second
         g = nx.DiGraph(name=self.name)
         g.add_node(INPUT, shape=self.input_shape)
         for node in self.nodes.values():

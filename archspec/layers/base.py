@@ -145,7 +145,8 @@ def fmt_shape(shape: Shape) -> str:
 
 
 def dims_text(values: tuple[int, ...]) -> str:
-    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+    """(3, 3) -> '3x3'; (5,) -> '5'."""
+    return "x".join(map(str, values))
 
 
 # ---- literal weights (fixed filters such as Sobel kernels) ----------------------------------

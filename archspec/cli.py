@@ -1,0 +1,178 @@
+"""The archspec command line: check, build, diagram, schema, types.
+
+check/diagram/schema/types never import torch (it takes seconds); build does.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .errors import Diagnostic, InternalError, SpecError
+from .spec.yaml_loader import Limits
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+DEFAULT = Limits()
+
+
+def limit_options(func):
+    for option in (
+        click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT.max_bytes,
+                     show_default=True, help="Refuse spec files larger than this."),
+        click.option("--max-depth", type=click.IntRange(1), default=DEFAULT.max_depth,
+                     show_default=True, help="Refuse YAML nested deeper than this."),
+        click.option("--max-nodes", type=click.IntRange(1), default=DEFAULT.max_nodes,
+                     show_default=True, help="Refuse YAML with more nodes (aliases expanded)."),
+    ):
+        func = option(func)
+    return func
+
+
+def make_limits(max_bytes: int, max_depth: int, max_nodes: int) -> Limits:
+    return Limits(max_bytes=max_bytes, max_depth=max_depth, max_nodes=max_nodes)
+
+
+def source_lines(diagnostic: Diagnostic) -> list[str] | None:
+    try:
+        path = Path(diagnostic.file or "")
+        if path.is_file() and path.stat().st_size <= 10_000_000:
+            return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        pass
+    return None
+
+
+def print_diagnostics(diagnostics: list[Diagnostic], err: Console) -> None:
+    for d in diagnostics:
+        err.print(d.format(source_lines(d)), highlight=False, markup=False)
+    n = len(diagnostics)
+    err.print(f"{n} error{'s' if n != 1 else ''}", style="bold red", highlight=False)
+
+
+def internal_failure(exc: InternalError) -> None:
+    click.echo(str(exc), err=True)
+    sys.exit(70)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="archspec", prog_name="archspec")
+def main():
+    """Check, compile and draw neural-network specs written in YAML."""
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per spec on stdout.")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+              help="Batch size for the activation-memory estimate.")
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32",
+              show_default=True, help="Element type for the memory estimates.")
+@limit_options
+def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
+    """Validate specs and print every layer's shape, params, MACs and receptive field.
+
+    Exit status 0 when every spec is valid, 1 when any has errors."""
+    from .analysis import analyze
+    from .backends.report import print_report
+    from .spec import load
+    out, err = Console(), Console(stderr=True)
+    limits = make_limits(max_bytes, max_depth, max_nodes)
+    failed = False
+    results = []
+    for spec in specs:
+        try:
+            analysis = analyze(load(spec, limits=limits), batch_size=batch_size,
+                               dtype_bytes=DTYPE_BYTES[dtype])
+        except SpecError as exc:
+            failed = True
+            if as_json:
+                doc = exc.partial.to_json() if exc.partial is not None else {"name": None}
+                doc.update(file=spec, valid=False, errors=[d.to_json() for d in exc.diagnostics])
+                results.append(doc)
+            else:
+                if exc.partial is not None:
+                    print_report(exc.partial, out, partial=True)
+                print_diagnostics(exc.diagnostics, err)
+            continue
+        except InternalError as exc:
+            internal_failure(exc)
+        if as_json:
+            results.append(dict(analysis.to_json(), file=spec, valid=True))
+        else:
+            print_report(analysis, out)
+            if len(specs) > 1:
+                out.print()
+    if as_json:
+        for doc in results:
+            click.echo(json.dumps(doc))
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint file to write (.pt).")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, ... or meta (build without allocating; nothing is saved).")
+@click.option("--max-param-bytes", type=click.IntRange(1), default=None,
+              help="Allow models this large (default: the memory available).")
+@limit_options
+def build(spec, output, device, max_param_bytes, max_bytes, max_depth, max_nodes):
+    """Compile SPEC to PyTorch and save a checkpoint (spec text + initial weights).
+
+    Load it back with archspec.load_checkpoint(FILE) or torch.load(FILE, weights_only=True)."""
+    from .spec import load
+    err = Console(stderr=True)
+    try:
+        text = _read_spec_text(spec, max_bytes)
+        network = load(spec, limits=make_limits(max_bytes, max_depth, max_nodes))
+        if Path(output).resolve() == Path(spec).resolve():
+            raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
+                                       hint="choose another output file"))
+        from . import compile as compile_spec
+        from .backends.torch_backend import save_checkpoint
+        model = compile_spec(network, device=device, max_param_bytes=max_param_bytes)
+    except SpecError as exc:
+        print_diagnostics(exc.diagnostics, err)
+        sys.exit(1)
+    except InternalError as exc:
+        internal_failure(exc)
+    n = sum(p.numel() for p in model.parameters())
+    if device == "meta":
+        click.echo(f"built {network.name} on the meta device: {n:,} parameters (nothing saved)")
+        return
+    from .fileio import atomic_write
+    atomic_write(output, lambda f: save_checkpoint(model, text, f))
+    click.echo(f"wrote {output}: {network.name}, {n:,} parameters "
+               f"(load with archspec.load_checkpoint)")
+
+
+def _read_spec_text(spec: str, max_bytes: int) -> str:
+    path = Path(spec)
+    if path.is_file() and path.stat().st_size <= max_bytes:
+        return path.read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+@main.command()
+def schema():
+    """Print the JSON Schema of the spec language (for YAML language servers)."""
+    from .spec.schema import spec_json_schema
+    click.echo(json.dumps(spec_json_schema(), indent=2))
+
+
+@main.command(name="types")
+def list_types():
+    """List the layer and block types with their fields."""
+    from .layers import COMPOSITES, REGISTRY
+    for name, kind in sorted({**REGISTRY, **COMPOSITES}.items()):
+        fields = [f.alias or f_name for f_name, f in kind.Config.model_fields.items()
+                  if f_name not in ("type", "name", "from_", "trainable")]
+        click.echo(f"{name:22} {', '.join(fields)}")
+
+
+if __name__ == "__main__":
+    main()
