@@ -18,6 +18,12 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 DEFAULT = Limits()
 
 
+def make_console(stderr: bool = False) -> Console:
+    """Wide when piped, so tables never truncate names in logs and files."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+
+
 def limit_options(func):
     for option in (
         click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT.max_bytes,
@@ -78,7 +84,7 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
     from .analysis import analyze
     from .backends.report import print_report
     from .spec import load
-    out, err = Console(), Console(stderr=True)
+    out, err = make_console(), make_console(stderr=True)
     limits = make_limits(max_bytes, max_depth, max_nodes)
     failed = False
     results = []
@@ -125,7 +131,7 @@ def build(spec, output, device, max_param_bytes, max_bytes, max_depth, max_nodes
 
     Load it back with archspec.load_checkpoint(FILE) or torch.load(FILE, weights_only=True)."""
     from .spec import load
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     try:
         text = _read_spec_text(spec, max_bytes)
         network = load(spec, limits=make_limits(max_bytes, max_depth, max_nodes))

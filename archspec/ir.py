@@ -32,9 +32,10 @@ class Node:
 class Block:
     """A composite's scope (residual, inception, sequential, repeat, user block): a diagram cluster."""
     name: str
-    kind: str
+    kind: str                      # residual, inception, branches, sequential, repeat, a user block
     path: Path
     parent: str | None
+    title: str | None = None       # the user block it instantiates, when it was inlined
     output: str | None = None      # node whose value is the block's output
     members: list[str] = field(default_factory=list)  # nodes directly or deeply inside
 

@@ -399,18 +399,40 @@ class Expander:
             self.error(def_path + ("layers",) + exc.path, str(exc), hint=exc.hint, scope=scope)
             return None
         start = self.block_input(scope, item, path, current)
-        inner = self.open_block(scope, item, block_name, path, block_name)
-        if inner is None:
-            return None
         where = self.source.position(path)
-        inner.context.append(f"in block '{block_name}' used as '{'.'.join(inner.prefix)}'"
-                             + (f" at line {where[0]}" if where else ""))
+        context = f"in block '{block_name}' used at line {where[0]}" if where else \
+            f"in block '{block_name}'"
         self.instantiating.append(block_name)
         try:
+            if _single_unnamed_block(layers, self.user_blocks):
+                # The body is one composite (e.g. a residual): it takes this instance's scope,
+                # so names read layer1.0.conv1 rather than layer1.0.res1.conv1.
+                inlined = dict(layers[0], name=item.get("name"))
+                if inlined["name"] is None:
+                    inlined["name"] = self.auto_name(scope, block_name)
+                scope.context.append(context)
+                try:
+                    out = self.expand_item(inlined, def_path + ("layers", 0), scope, start)
+                finally:
+                    scope.context.pop()
+                block = self.blocks.get(scope.full(inlined["name"]))
+                if block is not None:
+                    block.title = block_name
+                return out
+            inner = self.open_block(scope, item, block_name, path, block_name)
+            if inner is None:
+                return None
+            inner.context.append(context)
             out = self.expand_items(layers, def_path + ("layers",), inner, start)
         finally:
             self.instantiating.pop()
         return self.close_block(scope, inner, out)
+
+
+def _single_unnamed_block(layers: Any, user_blocks: dict) -> bool:
+    return (isinstance(layers, list) and len(layers) == 1 and isinstance(layers[0], dict)
+            and "name" not in layers[0]
+            and (layers[0].get("type") in COMPOSITES or layers[0].get("type") in user_blocks))
 
 
 def field_hint(config_cls, field_name: str) -> str | None:

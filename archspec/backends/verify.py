@@ -1,0 +1,66 @@
+"""Check the static analysis against PyTorch running the compiled model (forward hooks on every
+layer module, merges included): shapes, parameters, trainable parameters and buffers."""
+from __future__ import annotations
+
+import torch
+
+from ..analysis import Analysis
+from .torch_backend import compile_network
+
+
+def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
+                   max_param_bytes: int | None = None) -> dict[str, dict]:
+    """Per layer name: {'output_shape', 'params', 'trainable_params', 'buffers'} as PyTorch sees them."""
+    model = compile_network(analysis, device=device, max_param_bytes=max_param_bytes)
+    model.eval()
+    modules = dict(model.named_modules())
+    seen: dict[str, dict] = {}
+
+    def hook_for(name):
+        def hook(module, args, output):
+            seen[name]["output_shape"] = tuple(output.shape[1:])
+            seen[name]["batch"] = output.shape[0]
+        return hook
+
+    handles = []
+    for name in analysis.network.nodes:
+        module = modules[name]
+        seen[name] = {
+            "params": sum(p.numel() for p in module.parameters()),
+            "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+            "buffers": sum(b.numel() for b in module.buffers()),
+        }
+        handles.append(module.register_forward_hook(hook_for(name)))
+    x = torch.randn((batch_size,) + tuple(analysis.input_shape), device=device)
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    seen["<total>"] = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "buffers": sum(b.numel() for b in model.buffers()),
+    }
+    return seen
+
+
+def mismatches(analysis: Analysis, **options) -> list[str]:
+    """Every disagreement between the analysis and the runtime, as readable lines (empty = equal)."""
+    seen = runtime_report(analysis, **options)
+    problems = []
+    for name, info in analysis.layers.items():
+        got = seen[name]
+        expect = {"output_shape": tuple(info.output_shape), "params": info.params,
+                  "trainable_params": info.trainable_params, "buffers": info.buffers}
+        if "output_shape" not in got:
+            problems.append(f"{name}: module never ran")
+            continue
+        for key, value in expect.items():
+            if got[key] != value:
+                problems.append(f"{name}: {key} static {value} != runtime {got[key]}")
+    total = seen["<total>"]
+    for key, value in (("params", analysis.params), ("trainable_params", analysis.trainable_params),
+                       ("buffers", analysis.buffers)):
+        if total[key] != value:
+            problems.append(f"total {key}: static {value} != runtime {total[key]}")
+    return problems
