@@ -20,7 +20,7 @@ from .ir import Network
 from .spec import Limits
 from .spec import load as _load
 
-__all__ = ["load", "analyze", "compile", "render", "Analysis", "Network", "Diagnostic",
+__all__ = ["load", "analyze", "compile", "render", "load_checkpoint", "Analysis", "Network", "Diagnostic",
            "SpecError", "InternalError", "Limits"]
 __version__ = "0.1.0"
 
@@ -54,3 +54,9 @@ def render(spec: Network | str | os.PathLike, output: str | os.PathLike | None =
     """Draw a block diagram; see archspec.backends.diagram.render for options."""
     from .backends.diagram import render as _render
     return _render(analyze(spec), output, **options)
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu"):
+    """The model saved by 'archspec build': rebuilt from its spec text, weights restored."""
+    from .backends.torch_backend import load_checkpoint as _load_checkpoint
+    return _load_checkpoint(path, device=device)

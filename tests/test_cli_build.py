@@ -1,0 +1,87 @@
+"""archspec build / check as a user runs them (real CLI in a subprocess)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import archspec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "archspec", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_check_json_has_the_documented_keys():
+    result = cli("check", "--json", SPECS / "lenet5.yaml", SPECS / "alexnet.yaml")
+    assert result.returncode == 0, result.stderr
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["name"] for d in docs] == ["lenet5", "alexnet"]
+    for key in ("name", "input_shape", "output_shape", "params", "trainable_params", "buffers",
+                "macs", "layers"):
+        assert key in docs[0]
+    assert docs[0]["params"] == 61_706 and docs[0]["output_shape"] == [10]
+    conv1 = docs[0]["layers"][0]
+    assert {"name", "type", "output_shape", "params", "macs", "receptive_field"} <= set(conv1)
+    # conv1 of LeNet-5: 6 maps of 28x28, each output a 5x5x1 dot product: 6*28*28*25 MACs.
+    assert conv1["macs"] == 6 * 28 * 28 * 25
+    assert conv1["receptive_field"] == {"size": [5, 5], "stride": [1, 1], "padding": [0, 0]}
+    assert docs[0]["layers"][-1]["receptive_field"] is None
+    assert docs[1]["flops"] == 2 * docs[1]["macs"]
+
+
+def test_check_table_states_the_mac_convention():
+    result = cli("check", SPECS / "lenet5.yaml")
+    assert result.returncode == 0
+    assert "MACs per sample" in result.stdout and "FLOPs = 2 x MACs" in result.stdout
+    assert "61,706" in result.stdout
+
+
+def test_check_exit_code_is_1_on_a_bad_spec(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ninput: [1, 28, 28]\nlayers:\n  - {type: MaxPool2D, kernel_size: 2}\n")
+    result = cli("check", bad, SPECS / "lenet5.yaml")
+    assert result.returncode == 1
+    assert f"{bad}:4:12: error: unknown layer type 'MaxPool2D'" in result.stderr
+    assert "did you mean 'max_pool'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_build_saves_a_checkpoint_that_loads_back(tmp_path):
+    out = tmp_path / "lenet.pt"
+    result = cli("build", SPECS / "lenet5.yaml", "-o", out)
+    assert result.returncode == 0, result.stderr
+    data = torch.load(out, weights_only=True)   # plain tensors and text: safe to load
+    assert data["format"] == "archspec-checkpoint/1" and "lenet5" in data["spec"]
+    model = archspec.load_checkpoint(out)
+    x = torch.randn(2, 1, 32, 32)
+    reference = archspec.compile(SPECS / "lenet5.yaml")
+    reference.load_state_dict(data["state_dict"])
+    assert torch.equal(model(x), reference(x))
+    assert not list(tmp_path.glob(".*tmp"))   # no temporary left behind
+
+
+def test_build_refuses_a_model_too_big_for_memory_and_meta_works(tmp_path):
+    out = tmp_path / "fc.pt"
+    result = cli("build", SPECS / "fc_400x600.yaml", "-o", out, "--max-param-bytes", 10**9)
+    assert result.returncode == 1
+    assert "GiB" in result.stderr and "--device meta" in result.stderr
+    assert not out.exists()
+    result = cli("build", SPECS / "fc_400x600.yaml", "-o", out, "--device", "meta")
+    assert result.returncode == 0, result.stderr
+    assert "2,405,025,000 parameters" in result.stdout and not out.exists()
+
+
+def test_build_never_overwrites_its_input(tmp_path):
+    spec = tmp_path / "net.yaml"
+    spec.write_text((SPECS / "lenet5.yaml").read_text())
+    result = cli("build", spec, "-o", spec)
+    assert result.returncode == 1 and "overwrite" in result.stderr
+    assert spec.read_text() == (SPECS / "lenet5.yaml").read_text()
