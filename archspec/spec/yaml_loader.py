@@ -44,6 +44,15 @@ class _SpecLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loader used only as an event source, tag resolver and scalar converter."""
 
 
+# YAML 1.1 only reads a number as a float when it has a dot and a signed exponent, so `1e-3`,
+# `1E5` and `2.5e3` would stay strings; scientific notation is too common in specs for that.
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 _CORE = "tag:yaml.org,2002:"
 _NULL, _BOOL, _INT, _FLOAT, _STR = (_CORE + t for t in ("null", "bool", "int", "float", "str"))
 _SEQ, _MAP = _CORE + "seq", _CORE + "map"
