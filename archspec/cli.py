@@ -175,8 +175,11 @@ def list_types():
     """List the layer and block types with their fields."""
     from .layers import COMPOSITES, REGISTRY
     for name, kind in sorted({**REGISTRY, **COMPOSITES}.items()):
-        fields = [f.alias or f_name for f_name, f in kind.Config.model_fields.items()
-                  if f_name not in ("type", "name", "from_", "trainable")]
+        own = list(kind.Config.__annotations__)  # the kind's own fields first, shared ones after
+        names = sorted(kind.Config.model_fields, key=lambda f: (f not in own, own.index(f)
+                                                                if f in own else 0))
+        fields = [kind.Config.model_fields[f].alias or f for f in names
+                  if f not in ("type", "name", "from_", "trainable")]
         click.echo(f"{name:22} {', '.join(fields)}")
 
 
