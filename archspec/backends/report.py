@@ -41,13 +41,17 @@ def layer_table(analysis: Analysis, title: str | None = None) -> Table:
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("RF /stride", justify="right", no_wrap=True)
-    table.add_row("input", "", fmt_shape(analysis.input_shape), "", "", "")
+    table.add_column(f"out mem (batch {analysis.batch_size})", justify="right", no_wrap=True)
+    input_bytes = analysis.activation_bytes - sum(analysis.output_bytes(i)
+                                                  for i in analysis.layers.values())
+    table.add_row("input", "", fmt_shape(analysis.input_shape), "", "", "", human_bytes(input_bytes))
     for info in analysis.layers.values():
         params = f"{info.params:,}" if info.params else ""
         if info.params and info.trainable_params == 0:
             params += " (frozen)"
         table.add_row(info.name, info.label, fmt_shape(info.output_shape), params,
-                      f"{info.macs:,}" if info.macs else "", rf_text(info))
+                      f"{info.macs:,}" if info.macs else "", rf_text(info),
+                      human_bytes(analysis.output_bytes(info)))
     return table
 
 
