@@ -1,0 +1,172 @@
+"""Issue 4's zoo (multi-path networks) against outside figures and against PyTorch.
+
+Parameter and buffer totals come from REFERENCE.md (torchvision's model definitions, the
+GoogLeNet paper); the other figures are derived by hand below, never read off our own output.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import archspec
+from archspec.backends.verify import mismatches
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+ALL_SPECS = sorted(SPECS.glob("*.yaml"))
+
+
+def analysis(name: str) -> archspec.Analysis:
+    return archspec.analyze(SPECS / f"{name}.yaml")
+
+
+def bn(c: int) -> tuple[int, int]:
+    """(params, buffers) of a batch norm over c channels."""
+    return 2 * c, 2 * c + 1
+
+
+# ---- GoogLeNet (paper) ---------------------------------------------------------------------
+
+def test_googlenet_matches_the_paper():
+    a = analysis("googlenet")
+    assert a.params == 6_998_552          # REFERENCE.md
+    assert a.buffers == 0                 # no batch norm
+    assert a.output_shapes == [(1000,)]
+    # Table 1 of the paper: output size of every inception module.
+    expected = {"3a": (256, 28), "3b": (480, 28), "4a": (512, 14), "4b": (512, 14),
+                "4c": (512, 14), "4d": (528, 14), "4e": (832, 14), "5a": (832, 7),
+                "5b": (1024, 7)}
+    for module, (channels, size) in expected.items():
+        assert a.layers[f"inception{module}.concat"].output_shape == (channels, size, size)
+    # The 5x5 branch is a true 5x5 conv (torchvision's variant uses 3x3 there).
+    assert a.layers["inception3a.branch3.conv"].params == 16 * 25 * 32 + 32
+    assert a.layers["avgpool"].output_shape == (1024, 1, 1)
+    drop = a.network.nodes["dropout"].cfg
+    assert drop.p == 0.4
+
+
+def test_googlenet_runs_like_its_analysis():
+    assert mismatches(analysis("googlenet"), device="meta") == []
+
+
+# ---- ResNet-18 ------------------------------------------------------------------------------
+
+def resnet18_macs_by_hand() -> int:
+    """Convolutions, projection shortcuts and the classifier of torchvision's resnet18 at 224."""
+    macs = 64 * 112 * 112 * 3 * 7 * 7                     # conv1
+    c_in = 64
+    for c, hw in ((64, 56), (128, 28), (256, 14), (512, 7)):
+        out = c * hw * hw
+        macs += out * c_in * 9 + 3 * out * c * 9         # four 3x3 convs per stage
+        if c_in != c:
+            macs += out * c_in                            # 1x1 downsample shortcut
+        c_in = c
+    return macs + 512 * 1000                              # fc
+
+
+def test_resnet18_reference_figures():
+    a = analysis("resnet18")
+    assert a.params == 11_689_512
+    assert a.buffers == 9_620
+    assert a.macs == resnet18_macs_by_hand()
+    assert abs(a.macs - 1.81e9) / 1.81e9 < 0.01           # REFERENCE.md: about 1.81 G
+    assert a.output_shapes == [(1000,)]
+    assert a.layers["layer4.1.add"].output_shape == (512, 7, 7)
+
+
+def test_resnet18_runs_on_cpu_like_its_analysis():
+    a = analysis("resnet18")
+    assert mismatches(a, device="cpu", batch_size=1) == []
+
+
+def test_resnet18_module_names_follow_torchvision():
+    model = archspec.compile(SPECS / "resnet18.yaml", device="meta")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["conv1.weight"] == (64, 3, 7, 7)
+    assert shapes["layer1.0.conv1.weight"] == (64, 64, 3, 3)
+    assert shapes["layer2.0.conv1.weight"] == (128, 64, 3, 3)
+    assert shapes["layer4.1.bn2.running_var"] == (512,)
+    assert shapes["fc.weight"] == (1000, 512)
+
+
+# ---- ResNet-50 ------------------------------------------------------------------------------
+
+def test_resnet50_reference_figures_and_runtime():
+    a = analysis("resnet50")
+    assert a.params == 25_557_032
+    # v1.5: the stride sits on the 3x3 conv of the first bottleneck of stages 2-4
+    assert a.layers["layer2.0.conv1"].output_shape == (128, 56, 56)
+    assert a.layers["layer2.0.conv2"].output_shape == (128, 28, 28)
+    # every stage's first block projects (layer1 too: 64 -> 256 channels), no other block does
+    projected = sorted(i.name for i in a.layers.values()
+                       if i.type == "projection" and i.params > 0)
+    assert projected == ["layer1.0.shortcut", "layer2.0.shortcut", "layer3.0.shortcut",
+                         "layer4.0.shortcut"]
+    assert a.output_shapes == [(1000,)]
+    assert mismatches(a, device="meta") == []
+
+
+# ---- MobileNetV2 ----------------------------------------------------------------------------
+
+def test_mobilenet_v2_reference_figures_and_runtime():
+    a = analysis("mobilenet_v2")
+    assert a.params == 3_504_872
+    # identity skips exactly where stride is 1 and channels are kept: the repeats of each
+    # (t, c, n, s) row after its first block: 1 + 2 + 3 + 2 + 2 + 0 = 10 additions
+    adds = [i.name for i in a.layers.values() if i.type == "add"]
+    assert adds == [f"features.{n}.add" for n in (3, 5, 6, 8, 9, 10, 12, 13, 15, 16)]
+    assert a.layers["features.18.relu"].output_shape == (1280, 7, 7)
+    assert a.output_shapes == [(1000,)]
+    assert mismatches(a, device="cpu", batch_size=1) == []
+
+
+# ---- small U-Net ----------------------------------------------------------------------------
+
+def unet_params_by_hand() -> tuple[int, int]:
+    params = buffers = 0
+
+    def double_conv(c_in, c):
+        nonlocal params, buffers
+        params += c_in * 9 * c + c * 9 * c                 # two bias-free 3x3 convs
+        p, b = bn(c)
+        params, buffers = params + 2 * p, buffers + 2 * b
+
+    double_conv(1, 16), double_conv(16, 32), double_conv(32, 64), double_conv(64, 128)
+    for c_in, c in ((128, 64), (64, 32), (32, 16)):
+        params += c_in * c * 2 * 2 + c                     # transposed 2x2 conv with bias
+        double_conv(2 * c, c)                              # after concatenating the skip
+    params += 16 * 2 + 2                                   # 1x1 head
+    return params, buffers
+
+
+def test_unet_small_shapes_counts_and_runtime():
+    a = analysis("unet_small")
+    assert (a.params, a.buffers) == unet_params_by_hand()
+    assert a.output_shapes == [(2, 64, 64)]
+    for level, (c, hw) in {"3": (128, 16), "2": (64, 32), "1": (32, 64)}.items():
+        cat = a.layers[f"cat{level}"]
+        assert cat.output_shape == (c, hw, hw)
+        assert cat.inputs == [f"up{level}", f"enc{level}.relu2"]   # from: [upN, encN]
+    assert mismatches(a, device="cpu") == []
+
+
+# ---- 1-D audio ResNet -----------------------------------------------------------------------
+
+def test_resnet1d_audio_shapes_and_runtime():
+    a = analysis("resnet1d_audio")
+    # stem: floor((16000 + 2*32 - 80) / 16) + 1 = 1000, pooled by 4 -> 250; then halvings
+    assert a.layers["conv1"].output_shape == (32, 1000)
+    assert a.layers["maxpool"].output_shape == (32, 250)
+    assert a.layers["layer2.1.add"].output_shape == (64, 125)
+    assert a.layers["layer3.1.add"].output_shape == (128, 63)
+    assert a.layers["layer4.1.add"].output_shape == (256, 32)
+    assert a.output_shapes == [(35,)]
+    assert a.layers["conv1"].receptive_field.size == (80,)
+    assert mismatches(a, device="cpu") == []
+
+
+# ---- every spec in the zoo, including those added later -------------------------------------
+
+@pytest.mark.parametrize("path", ALL_SPECS, ids=[p.stem for p in ALL_SPECS])
+def test_every_spec_matches_pytorch_on_meta(path):
+    assert mismatches(archspec.analyze(path), device="meta") == []
