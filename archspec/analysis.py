@@ -49,8 +49,8 @@ def rf_union(fields: list[ReceptiveField]) -> tuple[ReceptiveField | None, str |
     ends = [tuple(s + r - 1 for s, r in zip(st, f.size)) for st, f in zip(starts, fields)]
     lo = tuple(min(v) for v in zip(*starts))
     hi = tuple(max(v) for v in zip(*ends))
-    merged = ReceptiveField(tuple(h - l + 1 for l, h in zip(lo, hi)), fields[0].stride,
-                            tuple(-l for l in lo))
+    merged = ReceptiveField(tuple(b - a + 1 for a, b in zip(lo, hi)), fields[0].stride,
+                            tuple(-a for a in lo))
     centres = {tuple(s + e for s, e in zip(st, en)) for st, en in zip(starts, ends)}
     note = None
     if len(centres) > 1:

@@ -37,7 +37,8 @@ def transposed_output_length(length: int, kernel: int, stride: int = 1, pad: int
 
 
 def same_padding(length: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """(left, right) padding giving output ceil(L / s); the odd pixel goes right/bottom (TensorFlow's rule)."""
+    """(left, right) padding giving output ceil(L / s); the odd pixel goes right/bottom
+    (TensorFlow's rule)."""
     out = -(-length // stride)
     total = max((out - 1) * stride + effective_kernel(kernel, dilation) - length, 0)
     return total // 2, total - total // 2

@@ -127,6 +127,15 @@ def per_dim(value: int | list[int] | tuple[int, ...], ndim: int, field: str) -> 
     return tuple(value)
 
 
+def check_declared(cfg, field: str, actual: int, what: str = "channels") -> None:
+    """in_channels / in_features / num_features are inferred; if the user wrote one, it must agree."""
+    given = getattr(cfg, field)
+    if given is not None and given != actual:
+        raise ShapeProblem(f"{field} is {given} but the incoming tensor has {actual} {what}",
+                           field=field, hint=f"remove {field} (it is inferred) or set it to "
+                                             f"{actual}")
+
+
 def spatial_rank(inputs: list[Shape]) -> int:
     return len(inputs[0]) - 1
 

@@ -7,6 +7,7 @@ from pydantic import Field, PositiveInt, NonNegativeInt
 
 from .. import shapes
 from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, RFStep,
+                   check_declared,
                    ShapeProblem, check_bias_literal, check_literal, dims_text, load_literals,
                    per_dim, register, require_spatial)
 
@@ -24,14 +25,6 @@ class ConvConfig(LayerConfig, ActivationField, FixedWeights):
     bias: bool | list[float] = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
     in_channels: PositiveInt | None = Field(None, description="Inferred; checked if given.")
-
-
-def check_in_channels(cfg, channels: int, field: str = "in_channels") -> None:
-    given = getattr(cfg, field)
-    if given is not None and given != channels:
-        raise ShapeProblem(f"{field} is {given} but the incoming tensor has {channels} channels",
-                           field=field, hint=f"remove {field} (it is inferred) or set it to "
-                                             f"{channels}")
 
 
 def check_groups(cfg, c_in: int, c_out: int) -> None:
@@ -94,7 +87,7 @@ class Conv(LayerKind):
 
     def output_shape(self, cfg, inputs):
         shape = inputs[0]
-        check_in_channels(cfg, shape[0])
+        check_declared(cfg, "in_channels", shape[0])
         check_groups(cfg, shape[0], cfg.out_channels)
         kernel, stride, dilation, pads = self.geometry(cfg, shape)
         if cfg.padding_mode != "zeros":
@@ -173,7 +166,7 @@ class ConvTranspose(LayerKind):
 
     def output_shape(self, cfg, inputs):
         shape = inputs[0]
-        check_in_channels(cfg, shape[0])
+        check_declared(cfg, "in_channels", shape[0])
         check_groups(cfg, shape[0], cfg.out_channels)
         kernel, stride, pad, out_pad, dilation = self.geometry(cfg, shape)
         for op, s, d in zip(out_pad, stride, dilation):

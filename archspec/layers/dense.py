@@ -7,6 +7,7 @@ from pydantic import Field, PositiveInt
 
 from .. import shapes
 from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, ShapeProblem,
+                   check_declared,
                    check_bias_literal, check_literal, load_literals, register)
 
 
@@ -31,10 +32,7 @@ class Dense(LayerKind):
                 f"{list(shape)} (with the batch dim)",
                 hint=f"insert '- flatten' before it ({shapes.product(shape)} features) or a "
                      f"'- global_avg_pool' ({shape[0]} features)")
-        if cfg.in_features is not None and cfg.in_features != shape[0]:
-            raise ShapeProblem(f"in_features is {cfg.in_features} but the incoming vector has "
-                               f"{shape[0]} features", field="in_features",
-                               hint=f"remove in_features (it is inferred) or set it to {shape[0]}")
+        check_declared(cfg, "in_features", shape[0], "features")
         if cfg.weight is not None:
             check_literal(cfg.weight, (cfg.out_features, shape[0]), "weight")
         check_bias_literal(cfg.bias, cfg.out_features)

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, confloat
 
-from .base import Counts, LayerConfig, LayerKind, ShapeProblem, register
+from .base import Counts, LayerConfig, LayerKind, ShapeProblem, check_declared, register
 
 
 class BatchNormConfig(LayerConfig):
@@ -25,12 +25,8 @@ class BatchNorm(LayerKind):
     base_name = "bn"
 
     def output_shape(self, cfg, inputs):
-        shape = inputs[0]
-        if cfg.num_features is not None and cfg.num_features != shape[0]:
-            raise ShapeProblem(f"num_features is {cfg.num_features} but the incoming tensor has "
-                               f"{shape[0]} channels", field="num_features",
-                               hint=f"remove num_features (it is inferred) or set it to {shape[0]}")
-        return shape
+        check_declared(cfg, "num_features", inputs[0][0])
+        return inputs[0]
 
     def counts(self, cfg, inputs, output):
         c = inputs[0][0]

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from .. import shapes
-from .base import (Counts, LayerConfig, LayerKind, RFStep, ShapeProblem, dims_text, per_dim,
+from .base import (LayerConfig, LayerKind, RFStep, ShapeProblem, dims_text, per_dim,
                    register, require_spatial)
 from .conv import Padding, conv_padding, is_symmetric, torch_pad_args
 
