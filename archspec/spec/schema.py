@@ -1,0 +1,134 @@
+"""JSON Schema (draft 2020-12) of the spec language, generated from the pydantic models.
+
+For editors: `archspec schema > archspec.schema.json`, then start a spec with
+    # yaml-language-server: $schema=archspec.schema.json
+
+Shape of the schema:
+  * the top level is SpecDocument;
+  * `#/$defs/layer` is a oneOf over every built-in kind's Config (each pins `type` to a
+    const), the short form (a string naming a kind, e.g. `- relu`) and a user-defined block
+    instance (an object whose `type` is not a built-in name: allowed loosely, since its
+    parameters are declared in the spec itself);
+  * nested layer lists (fields marked `archspec_nested`) point back to that union;
+  * inside `blocks:` the layers may use `$param` expressions for any value, so block bodies
+    refer to a twin union, `#/$defs/block_layer`, whose fields also accept such strings.
+
+The schema helps editors; `archspec check` remains the authority (it also checks shapes,
+names and references, which a schema cannot express).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from ..layers import COMPOSITES, REGISTRY
+from .document import SpecDocument
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+LAYER = "layer"
+BLOCK_LAYER = "block_layer"
+PARAM = "param_expression"
+_NESTED = "archspec_nested"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def _nested_list(kind: str, union: str, field_schema: dict[str, Any]) -> dict[str, Any]:
+    """A nested layer list ("layers") or list of layer lists ("branches") as a $ref'd array."""
+    items: dict[str, Any] = {"type": "array", "items": _ref(union)}
+    if kind == "branches":
+        items = {"type": "array", "items": items}
+    keep = {k: v for k, v in field_schema.items()
+            if k in ("title", "description", "minItems", "maxItems", "default")}
+    return {**keep, **items}
+
+
+def _link_nested(schema: Any, union: str) -> Any:
+    """Replace every property marked archspec_nested by an array of `union` references."""
+    if isinstance(schema, dict):
+        if _NESTED in schema:
+            return _nested_list(schema[_NESTED], union, schema)
+        return {k: _link_nested(v, union) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_link_nested(v, union) for v in schema]
+    return schema
+
+
+def _allow_params(model_schema: dict[str, Any]) -> dict[str, Any]:
+    """A layer schema for use inside a block body: any field but `type` may be a $param string."""
+    out = copy.deepcopy(model_schema)
+    props = out.get("properties", {})
+    for key, prop in props.items():
+        if key != "type":
+            props[key] = {"anyOf": [prop, _ref(PARAM)]}
+    return out
+
+
+def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dict[str, Any]:
+    user_block = {
+        "type": "object",
+        "description": "An instance of a block defined under `blocks:`; its other keys are the "
+                       "block's parameters.",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "not": {"enum": builtins}},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
+            "from": {"anyOf": [{"type": "string"},
+                               {"type": "array", "items": {"type": "string"}}]},
+            "trainable": {"type": "boolean"},
+        },
+        "additionalProperties": True,
+    }
+    short_form = {
+        "type": "string",
+        "description": "Short form: a layer type with its defaults, e.g. `- relu` or "
+                       "`- flatten` (or a user block without parameters).",
+        "examples": sorted(k for k, v in REGISTRY.items() if v.min_inputs <= 1
+                           and not any(f.is_required() and n != "type"
+                                       for n, f in v.Config.model_fields.items())),
+    }
+    return {"description": "One layer: a mapping with a `type`, or a type name.",
+            "oneOf": builtin_refs + [user_block, short_form]}
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The whole JSON Schema, as a dict ready for json.dumps."""
+    kinds = sorted({**REGISTRY, **COMPOSITES}.items())
+    models = [SpecDocument] + [kind.Config for _, kind in kinds]
+    refs, top = models_json_schema([(m, "validation") for m in models],
+                                   ref_template="#/$defs/{model}")
+    defs: dict[str, Any] = top["$defs"]
+    layer_defs = []
+    for _, kind in kinds:
+        name = refs[(kind.Config, "validation")]["$ref"].rsplit("/", 1)[-1]
+        layer_defs.append(name)
+    # Block bodies: twins of every layer def that take $param strings and nest block layers.
+    for name in layer_defs:
+        defs[f"{name}_in_block"] = _link_nested(_allow_params(defs[name]), BLOCK_LAYER)
+        defs[name] = _link_nested(defs[name], LAYER)
+    block_def = refs[(SpecDocument, "validation")]["$ref"].rsplit("/", 1)[-1]
+    for name, schema in list(defs.items()):
+        if name == "BlockDefinition":
+            defs[name] = _link_nested(schema, BLOCK_LAYER)
+        elif name == block_def or name not in layer_defs and not name.endswith("_in_block"):
+            defs[name] = _link_nested(schema, LAYER)
+    builtins = [name for name, _ in kinds]
+    defs[LAYER] = _layer_union([_ref(n) for n in layer_defs], builtins)
+    block_union = _layer_union([_ref(f"{n}_in_block") for n in layer_defs], builtins)
+    block_union["description"] = ("One layer of a block body: as a layer, but any value may be "
+                                  "a parameter expression such as '$channels * 2'.")
+    defs[BLOCK_LAYER] = block_union
+    defs[PARAM] = {"type": "string", "pattern": r"\$",
+                   "description": "A block parameter: '$name' or integer arithmetic on "
+                                  "parameters, e.g. '$width * 4'."}
+    document = defs.pop(block_def)
+    return {
+        "$schema": DIALECT,
+        **document,
+        "title": "archspec network spec",
+        "$defs": dict(sorted(defs.items())),
+    }
