@@ -46,20 +46,21 @@ class _Pool(LayerKind):
         out = []
         for n, k, s, d, (lo, hi) in zip(shape[1:], kernel, stride, dilation, pads):
             span = shapes.effective_kernel(k, d)
-            if 2 * max(lo, hi) > span and cfg.padding != "same":
-                raise ShapeProblem(f"padding {max(lo, hi)} is more than half the window {span}",
-                                   field="padding", hint=f"use padding <= {span // 2}")
-            if n + lo + hi < span:
+            if 2 * max(lo, hi) > k and cfg.padding != "same":  # PyTorch: the undilated kernel
+                raise ShapeProblem(f"padding {max(lo, hi)} is more than half the kernel {k}",
+                                   field="padding", hint=f"use padding <= {k // 2}")
+            if lo == hi:
+                length = shapes.pool_output_length(n, k, s, lo, d, cfg.ceil_mode)
+            else:
+                length = shapes.pool_output_length(n + lo + hi, k, s, 0, d, cfg.ceil_mode)
+            if length < 1:  # with ceil_mode a window may overhang the input, as in PyTorch
                 raise ShapeProblem(
                     f"pooling window {span} is larger than its padded input {n + lo + hi}",
                     field="kernel_size",
                     hint=f"this layer needs an input of at least "
                          f"{shapes.smallest_valid_input(k, lo + hi, d)}; use a smaller window or "
                          f"fewer downsampling layers before it")
-            if lo == hi:
-                out.append(shapes.pool_output_length(n, k, s, lo, d, cfg.ceil_mode))
-            else:
-                out.append(shapes.pool_output_length(n + lo + hi, k, s, 0, d, cfg.ceil_mode))
+            out.append(length)
         return (shape[0],) + tuple(out)
 
     def rf_steps(self, cfg, inputs):
@@ -75,7 +76,8 @@ class _Pool(LayerKind):
     def build_torch(self, cfg, inputs, output):
         from ..backends import torch_modules as tm
         kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
-        symmetric = is_symmetric(pads)
+        # PyTorch pads at most half the kernel itself ('same' with dilation can need more)
+        symmetric = is_symmetric(pads) and all(2 * lo <= k for (lo, _), k in zip(pads, kernel))
         padding = tuple(lo for lo, _ in pads) if symmetric else 0
         extra = {"dilation": dilation} if self.op == "maxpool" else \
             {"count_include_pad": cfg.count_include_pad}
