@@ -48,17 +48,29 @@ def conv_padding(cfg, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(p, p) for p in per_dim(cfg.padding, nd, "padding")]
 
 
+AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def window_too_large(what: str, axis: str, n: int, k: int, d: int, lo: int, hi: int,
+                     hint: str) -> ShapeProblem:
+    """The error for a window that does not fit once in its padded input, naming the smallest
+    input size that would work."""
+    span = shapes.effective_kernel(k, d)
+    size = f"{what} {k}" if d == 1 else f"{what} {k} dilated by {d} (spanning {span})"
+    return ShapeProblem(
+        f"{size} is larger than the padded input: {axis} {n} + padding {lo}+{hi} = "
+        f"{n + lo + hi}; the smallest {axis} that works is "
+        f"{shapes.smallest_valid_input(k, lo + hi, d)}", field="kernel_size", hint=hint)
+
+
 def window_output(kind: str, spatial, kernel, stride, dilation, pads) -> tuple[int, ...]:
     out = []
-    for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads):
-        span = shapes.effective_kernel(k, d)
-        if n + lo + hi < span:
-            smallest = shapes.smallest_valid_input(k, lo + hi, d)
-            raise ShapeProblem(
-                f"{kind} window {span} is larger than its padded input {n + lo + hi} "
-                f"(input {n}, padding {lo}+{hi})", field="kernel_size",
-                hint=f"this layer needs an input of at least {smallest}; use a smaller kernel, "
-                     f"more padding, or fewer downsampling layers before it")
+    axes = AXES.get(len(spatial), ("size",) * len(spatial))
+    for axis, n, k, s, d, (lo, hi) in zip(axes, spatial, kernel, stride, dilation, pads):
+        if n + lo + hi < shapes.effective_kernel(k, d):
+            raise window_too_large(f"{kind} kernel", axis, n, k, d, lo, hi,
+                                   "use a smaller kernel_size, more padding (or padding: same), "
+                                   "or fewer downsampling layers before it")
         out.append(shapes.conv_output_length(n, k, s, lo + hi, d))
     return tuple(out)
 

@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt
 from .. import shapes
 from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, ShapeProblem,
                    check_declared,
-                   check_bias_literal, check_literal, load_literals, register)
+                   check_bias_literal, check_literal, fmt_shape, load_literals, register)
 
 
 class DenseConfig(LayerConfig, ActivationField, FixedWeights):
@@ -28,9 +28,9 @@ class Dense(LayerKind):
         shape = inputs[0]
         if len(shape) != 1:
             raise ShapeProblem(
-                f"dense needs a feature vector but gets a {len(shape) + 1}-D map "
-                f"{list(shape)} (with the batch dim)",
-                hint=f"insert '- flatten' before it ({shapes.product(shape)} features) or a "
+                f"dense needs a feature vector but its input is a {fmt_shape(shape)} map: "
+                f"a flatten or a global pool is missing before it",
+                hint=f"insert '- flatten' before it ({shapes.product(shape)} features) or "
                      f"'- global_avg_pool' ({shape[0]} features)")
         check_declared(cfg, "in_features", shape[0], "features")
         if cfg.weight is not None:
