@@ -58,7 +58,10 @@ class Repeat:
             return None
         layers = cfg.layers
         single = len(layers) == 1 and isinstance(layers[0], dict) and "name" not in layers[0]
+        before = len(ex.nodes)
         for i in range(cfg.times):
+            if i == 1 and not _copies_fit(ex, cfg, len(ex.nodes) - before, path, scope):
+                return None
             if single:  # the copy *is* the block: name it i
                 copy = dict(layers[0], name=str(i)) if not _is_primitive(ex, layers[0]) else None
                 if copy is not None:
@@ -72,6 +75,20 @@ class Repeat:
             if ex.too_big:
                 break
         return ex.close_block(scope, outer, start)
+
+
+def _copies_fit(ex, cfg, per_copy: int, path, scope) -> bool:
+    """After the first copy: refuse at once a repeat whose copies would pass the node limit
+    (rather than building 100,000 layers first)."""
+    from ..spec.expand import MAX_NODES
+    total = len(ex.nodes) + per_copy * (cfg.times - 1)
+    if total <= MAX_NODES:
+        return True
+    ex.error(path + ("times",), f"this repeat expands to {total:,} layers ({cfg.times:,} copies "
+             f"of {per_copy:,}), more than the limit of {MAX_NODES:,}", scope=scope,
+             hint="reduce 'times' here or in the repeats inside it")
+    ex.too_big = True
+    return False
 
 
 def _is_primitive(ex, item: dict) -> bool:

@@ -102,6 +102,7 @@ class Expander:
         self.nodes: dict[str, Node] = {}
         self.blocks: dict[str, Block] = {}
         self.diagnostics: list[Diagnostic] = []
+        self.reported: set[tuple] = set()
         self.instantiating: list[str] = []   # user blocks being expanded (recursion check)
         self.too_big = False
 
@@ -109,8 +110,12 @@ class Expander:
     def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
               scope: Scope | None = None) -> None:
         notes = list(notes) + (scope.context if scope else [])
-        self.diagnostics.append(self.source.diagnostic(path, message, hint=hint, layer=layer,
-                                                       notes=notes, at_key=at_key))
+        diagnostic = self.source.diagnostic(path, message, hint=hint, layer=layer, notes=notes,
+                                            at_key=at_key)
+        key = (diagnostic.line, diagnostic.column, message, layer, tuple(notes))
+        if key not in self.reported:  # a repeat's copies would report the same problem again
+            self.reported.add(key)
+            self.diagnostics.append(diagnostic)
 
     # ---- names ---------------------------------------------------------------------------
     def reserve_names(self, items: list, scope: Scope) -> None:
