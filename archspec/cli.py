@@ -164,6 +164,56 @@ def _read_spec_text(spec: str, max_bytes: int) -> str:
 
 
 @main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Picture to write (.svg, .png, .pdf, or .dot for DOT source).")
+@click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf", "dot"]), default=None,
+              help="Output format (default: from the output file's suffix).")
+@click.option("--depth", type=click.IntRange(0), default=None,
+              help="Open blocks as clusters to this depth: 0 draws each top-level block as one "
+                   "box, 1 opens top-level blocks only (default: every block, every layer).")
+@click.option("--fold/--no-fold", default=True, show_default=True,
+              help="Draw consecutive identical collapsed blocks as one box marked 'x N'.")
+@click.option("--params", is_flag=True, help="Show every layer's parameter count.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
+              show_default=True, help="Top to bottom or left to right.")
+@click.option("--dpi", type=click.IntRange(24, 1200), default=None,
+              help="PNG resolution (graphviz default 96).")
+@click.option("--no-legend", is_flag=True, help="Leave out the colour legend.")
+@click.option("--dot", "dot_program", default=None, metavar="PATH",
+              help="graphviz's dot program (default: $ARCHSPEC_DOT, else dot on the PATH).")
+@limit_options
+def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot_program,
+            max_bytes, max_depth, max_nodes):
+    """Draw SPEC as a block diagram with graphviz (SVG, PNG, PDF or DOT source).
+
+    Boxes are layers coloured by family, clusters are blocks; dashed orange edges are skip
+    connections. The file is written only when drawing succeeded."""
+    from .analysis import analyze
+    from .backends.diagram import RenderError, render
+    from .spec import load
+    err = make_console(stderr=True)
+    try:
+        if Path(output).resolve() == Path(spec).resolve():
+            raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
+                                       hint="choose another output file"))
+        analysis = analyze(load(spec, limits=make_limits(max_bytes, max_depth, max_nodes)))
+        render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
+               rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
+    except SpecError as exc:
+        print_diagnostics(exc.diagnostics, err)
+        sys.exit(1)
+    except RenderError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(1)
+    except InternalError as exc:
+        internal_failure(exc)
+    click.echo(f"wrote {output}")
+
+
+@main.command()
 def schema():
     """Print the JSON Schema of the spec language (for YAML language servers)."""
     from .spec.schema import spec_json_schema
