@@ -49,6 +49,12 @@ class _Pool(LayerKind):
             if 2 * max(lo, hi) > k and cfg.padding != "same":  # PyTorch: the undilated kernel
                 raise ShapeProblem(f"padding {max(lo, hi)} is more than half the kernel {k}",
                                    field="padding", hint=f"use padding <= {k // 2}")
+            seen = n if lo == hi else n + lo + hi  # uneven padding is applied before the pool
+            if self.op == "avgpool" and len(kernel) == 3 and seen < k:
+                raise ShapeProblem(  # a limit of PyTorch's avg_pool3d, whatever the padding
+                    f"3-D average pooling needs every input dim to be at least the kernel, got "
+                    f"{n} < {k}", field="kernel_size",
+                    hint="use a smaller kernel, or a max pool, or pad with a conv first")
             if lo == hi:
                 length = shapes.pool_output_length(n, k, s, lo, d, cfg.ceil_mode)
             else:
