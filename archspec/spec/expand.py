@@ -296,8 +296,10 @@ class Expander:
         refs = cfg.from_ if cfg.from_ is not None else ([current] if current else [])
         if isinstance(refs, str):
             refs = [refs]
-        inputs = [self.resolve(scope, r, path + ("from",)) if cfg.from_ is not None else r
-                  for r in refs]
+        where = [("from", i) if isinstance(cfg.from_, list) else ("from",)  # point at the name
+                 for i in range(len(refs))]
+        inputs = [self.resolve(scope, r, path + at) if cfg.from_ is not None else r
+                  for r, at in zip(refs, where)]
         if cfg.from_ is None and current is None:
             inputs = [None]
         n_in = len(inputs)
