@@ -50,10 +50,10 @@ def compile(spec: Network | str | os.PathLike, *, device: Any = "cpu",
     return compile_network(analyze(spec), device=device, max_param_bytes=max_param_bytes)
 
 
-def render(spec: Network | str | os.PathLike, output: str | os.PathLike | None = None, **options):
+def render(spec: Analysis | Network | str | os.PathLike, output: str | os.PathLike | None = None, **options):
     """Draw a block diagram; see archspec.backends.diagram.render for options."""
     from .backends.diagram import render as _render
-    return _render(analyze(spec), output, **options)
+    return _render(spec if isinstance(spec, Analysis) else analyze(spec), output, **options)
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu"):

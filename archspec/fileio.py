@@ -15,6 +15,9 @@ def atomic_write(path: str | os.PathLike, write: Callable, mode: str = "wb") -> 
     try:
         with os.fdopen(fd, mode) as handle:
             write(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

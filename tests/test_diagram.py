@@ -215,7 +215,7 @@ def test_full_depth_draws_every_layer_in_nested_clusters(tmp_path):
         if name != "input":
             info = analysis.layers[name]
             assert pic.nodes[name].texts[:2] == [info.label, "x".join(map(str, info.output_shape))]
-    assert pic.nodes["down.conv1"].texts == ["conv 3x3/2x2, 32", "32x16x16"]
+    assert pic.nodes["down.conv1"].texts == ["conv 3x3/2, 32", "32x16x16"]
     assert pic.nodes["down.shortcut"].texts[0] == "conv 1x1/2, 32 + bn"
     labels = {n: c.text for n, c in pic.clusters.items()}
     for block in ("layer1", "layer1.0", "layer1.1", "down", "inception1", "sepconv1"):

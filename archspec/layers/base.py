@@ -158,6 +158,11 @@ def dims_text(values: tuple[int, ...]) -> str:
     return "x".join(map(str, values))
 
 
+def step_text(values: tuple[int, ...]) -> str:
+    """Strides and dilations: (2, 2) -> '2'; (1, 2) -> '1x2'."""
+    return str(values[0]) if len(set(values)) == 1 else dims_text(values)
+
+
 # ---- literal weights (fixed filters such as Sobel kernels) ----------------------------------
 
 Nested = float | list["Nested"]

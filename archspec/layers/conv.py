@@ -9,7 +9,7 @@ from .. import shapes
 from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, RFStep,
                    check_declared,
                    ShapeProblem, check_bias_literal, check_literal, dims_text, load_literals,
-                   per_dim, register, require_spatial)
+                   per_dim, register, require_spatial, step_text)
 
 Padding = NonNegativeInt | list[NonNegativeInt] | Literal["valid", "same"]
 
@@ -128,9 +128,9 @@ class Conv(LayerKind):
         kernel, stride, dilation, _ = self.geometry(cfg, inputs[0])
         text = f"conv {dims_text(kernel)}"
         if set(stride) != {1}:
-            text += f"/{dims_text(stride)}"
+            text += f"/{step_text(stride)}"
         if set(dilation) != {1}:
-            text += f" d{dims_text(dilation)}"
+            text += f" d{step_text(dilation)}"
         if cfg.groups > 1:
             text += " dw" if cfg.groups == inputs[0][0] else f" g{cfg.groups}"
         return f"{text}, {cfg.out_channels}"
@@ -206,7 +206,7 @@ class ConvTranspose(LayerKind):
 
     def label(self, cfg, inputs):
         kernel, stride, *_ = self.geometry(cfg, inputs[0])
-        return f"upconv {dims_text(kernel)}/{dims_text(stride)}, {cfg.out_channels}"
+        return f"upconv {dims_text(kernel)}/{step_text(stride)}, {cfg.out_channels}"
 
     def build_torch(self, cfg, inputs, output):
         from ..backends.torch_modules import conv_transpose_class

@@ -7,7 +7,7 @@ from pydantic import Field, PositiveInt
 
 from .. import shapes
 from .base import (LayerConfig, LayerKind, RFStep, ShapeProblem, dims_text, per_dim,
-                   register, require_spatial)
+                   register, require_spatial, step_text)
 from .conv import Padding, conv_padding, is_symmetric, torch_pad_args
 
 
@@ -77,7 +77,7 @@ class _Pool(LayerKind):
     def label(self, cfg, inputs):
         kernel, stride, *_ = self.geometry(cfg, inputs[0])
         text = f"{self.op} {dims_text(kernel)}"
-        return text + (f"/{dims_text(stride)}" if stride != kernel else "")
+        return text + (f"/{step_text(stride)}" if stride != kernel else "")
 
     def build_torch(self, cfg, inputs, output):
         from ..backends import torch_modules as tm
