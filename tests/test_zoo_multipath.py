@@ -170,3 +170,154 @@ def test_resnet1d_audio_shapes_and_runtime():
 @pytest.mark.parametrize("path", ALL_SPECS, ids=[p.stem for p in ALL_SPECS])
 def test_every_spec_matches_pytorch_on_meta(path):
     assert mismatches(archspec.analyze(path), device="meta") == []
+
+
+# ---- multi-path mistakes: clear errors at file:line:col -------------------------------------
+# Each spec starts at line 1; columns are 1-based and were counted by hand.
+
+def only_error(spec: str) -> archspec.Diagnostic:
+    with pytest.raises(archspec.SpecError) as caught:
+        archspec.analyze(archspec.load(spec))
+    assert len(caught.value.diagnostics) == 1, caught.value
+    return caught.value.diagnostics[0]
+
+
+def where(d: archspec.Diagnostic) -> tuple:
+    return d.file, d.line, d.column
+
+
+def test_add_of_different_shapes():
+    d = only_error("""name: bad_add
+input: [3, 16, 16]
+layers:
+  - {type: conv, name: a, out_channels: 8, kernel_size: 3, padding: 1}
+  - {type: conv, name: b, out_channels: 8, kernel_size: 3, stride: 2, padding: 1}
+  - {type: add, name: sum, from: [a, b]}
+""")
+    assert where(d) == ("<string>", 6, 5)      # the add's mapping
+    assert d.layer == "sum"
+    assert d.message == "add needs inputs of one shape, got 8x16x16, 8x8x8"
+    assert "input 'b': 8x8x8" in d.notes
+    assert "<string>:6:5: error: add needs inputs of one shape" in d.format()
+
+
+def test_residual_whose_body_changes_the_shape_needs_a_projection():
+    d = only_error("""name: bad_residual
+input: [8, 16, 16]
+layers:
+  - type: residual
+    name: down
+    layers:
+      - {type: conv, out_channels: 16, kernel_size: 3, stride: 2, padding: 1}
+""")
+    assert where(d) == ("<string>", 4, 5)      # 'type: residual'
+    assert d.layer == "down.add"
+    assert d.message == "add needs inputs of one shape, got 16x8x8, 8x16x16"
+    assert "shortcut: projection" in d.hint
+
+
+def test_concat_of_different_spatial_sizes():
+    d = only_error("""name: bad_concat
+input: [3, 16, 16]
+layers:
+  - {type: conv, name: full, out_channels: 4, kernel_size: 3, padding: 1}
+  - {type: max_pool, name: half, kernel_size: 2}
+  - {type: concat, name: joined, from: [full, half]}
+""")
+    assert where(d) == ("<string>", 6, 5)
+    assert d.layer == "joined"
+    assert d.message == "concat along dim 0 needs equal sizes in dim 1, got 4x16x16, 4x8x8"
+
+
+def test_inception_branches_of_different_spatial_sizes():
+    d = only_error("""name: bad_inception
+input: [3, 16, 16]
+layers:
+  - type: inception
+    name: mixed
+    branches:
+      - [{type: conv, out_channels: 8, kernel_size: 1}]
+      - [{type: conv, out_channels: 8, kernel_size: 3}]
+""")
+    assert where(d) == ("<string>", 4, 5)
+    assert d.layer == "mixed.concat"
+    assert "got 8x16x16, 8x14x14" in d.message
+    assert "input 'mixed.branch2.conv1': 8x14x14" in d.notes
+
+
+def test_dangling_from_reference():
+    d = only_error("""name: dangling
+input: [3, 16, 16]
+layers:
+  - {type: conv, name: stem, out_channels: 8, kernel_size: 3, padding: 1}
+  - {type: concat, from: [stem, stme]}
+""")
+    assert where(d) == ("<string>", 5, 33)     # the misspelt name itself
+    assert d.message == "no layer named 'stme' is visible here"
+    assert d.hint == "did you mean 'stem'?"
+
+
+def test_dangling_from_on_a_block():
+    d = only_error("""name: dangling_block
+input: [3, 16, 16]
+layers:
+  - {type: conv, name: stem, out_channels: 8, kernel_size: 3, padding: 1}
+  - type: residual
+    from: steam
+    layers: [{type: conv, out_channels: 8, kernel_size: 3, padding: 1}]
+""")
+    assert where(d) == ("<string>", 6, 11)
+    assert d.message == "no layer named 'steam' is visible here"
+
+
+@pytest.mark.parametrize("spec, line, column, name, block", [
+    ("""name: into_residual
+input: [3, 16, 16]
+layers:
+  - type: residual
+    name: block
+    layers:
+      - {type: conv, name: inner, out_channels: 3, kernel_size: 3, padding: 1}
+      - relu
+  - {type: concat, from: [block, inner]}
+""", 9, 34, "inner", "block"),
+    ("""name: into_user_block
+input: [3, 16, 16]
+blocks:
+  unit:
+    params: {c: ~}
+    layers:
+      - {type: conv, name: squeeze, out_channels: $c, kernel_size: 1}
+      - {type: conv, name: expand, out_channels: $c * 2, kernel_size: 3, padding: 1}
+layers:
+  - {type: unit, name: u1, c: 4}
+  - {type: add, from: [u1, squeeze]}
+""", 11, 28, "squeeze", "u1"),
+    ("""name: into_sibling_branch
+input: [3, 16, 16]
+layers:
+  - type: branches
+    name: split
+    branches:
+      - [{type: conv, name: left, out_channels: 4, kernel_size: 1}]
+      - [{type: conv, name: right, out_channels: 4, kernel_size: 1, from: left}]
+""", 8, 75, "left", "split.branch1"),
+], ids=["residual", "user-block", "sibling-branch"])
+def test_reference_into_a_blocks_private_scope(spec, line, column, name, block):
+    d = only_error(spec)
+    assert where(d) == ("<string>", line, column)
+    assert d.message == f"'{name}' is inside block '{block}' and not visible here"
+    assert "private" in d.hint
+
+
+def test_forward_reference_would_make_a_cycle():
+    d = only_error("""name: cycle
+input: [3, 16, 16]
+layers:
+  - {type: conv, name: a, out_channels: 8, kernel_size: 3, padding: 1, from: b}
+  - {type: conv, name: b, out_channels: 8, kernel_size: 3, padding: 1, from: a}
+""")
+    assert where(d) == ("<string>", 4, 78)     # the 'b' after 'from:'
+    assert d.message == ("'b' is defined further down; a layer can only take inputs from "
+                         "layers above it")
+    assert "cycles are not allowed" in d.hint
