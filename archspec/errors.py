@@ -31,11 +31,10 @@ class Diagnostic:
         where = f" (layer '{self.layer}')" if self.layer else ""
         out = [f"{self.location()}: {self.severity}: {self.message}{where}"]
         if source_lines and self.line is not None and 1 <= self.line <= len(source_lines):
-            text = source_lines[self.line - 1].rstrip("\n")
-            if len(text) <= 200:
-                out.append(f"  {text}")
-                if self.column is not None:
-                    out.append("  " + " " * (self.column - 1) + "^")
+            text, caret = _excerpt(source_lines[self.line - 1].rstrip("\n"), self.column)
+            out.append(f"  {text}")
+            if caret is not None:
+                out.append("  " + " " * caret + "^")
         if self.hint:
             out.append(f"  hint: {self.hint}")
         out.extend(f"  note: {n}" for n in self.notes)
@@ -52,6 +51,22 @@ class Diagnostic:
             "notes": list(self.notes),
             "severity": self.severity,
         }
+
+
+EXCERPT = 120  # longest source line shown in full; longer ones are cut around the column
+
+
+def _excerpt(text: str, column: int | None) -> tuple[str, int | None]:
+    """The source line as shown under a message, and the caret's offset in it. One character
+    is shown per character (tabs and control characters as spaces and '?'), so the caret lines up."""
+    text = "".join(" " if c == "\t" else "?" if not c.isprintable() else c for c in text)
+    caret = None if column is None else max(column - 1, 0)
+    if len(text) <= EXCERPT:
+        return text, caret
+    start = 0 if caret is None else min(max(caret - EXCERPT // 2, 0), len(text) - EXCERPT)
+    shown = ("..." if start else "") + text[start:start + EXCERPT] + \
+        ("..." if start + EXCERPT < len(text) else "")
+    return shown, None if caret is None else caret - start + (3 if start else 0)
 
 
 class SpecError(Exception):

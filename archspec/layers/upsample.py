@@ -29,7 +29,9 @@ class Upsample(LayerKind):
         nd = require_spatial("upsample", inputs[0])
         if (cfg.scale_factor is None) == (cfg.size is None):
             raise ShapeProblem("upsample needs exactly one of scale_factor and size",
-                               field="scale_factor", hint="e.g. scale_factor: 2")
+                               field="scale_factor",
+                               hint="remove one of them" if cfg.size is not None else
+                               "e.g. scale_factor: 2, or size: [64, 64]")
         if cfg.mode != "nearest" and cfg.mode != MODES_BY_DIMS[nd]:
             raise ShapeProblem(f"mode '{cfg.mode}' does not fit a {nd}-D input", field="mode",
                                hint=f"use 'nearest' or '{MODES_BY_DIMS[nd]}'")

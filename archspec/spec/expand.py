@@ -322,9 +322,12 @@ class Expander:
         kind = REGISTRY.get(activation)
         if kind is None or kind.family != "activation":
             choices = [k for k, v in REGISTRY.items() if v.family == "activation"]
-            self.error(path, f"unknown activation '{activation}'", scope=scope,
+            known = activation in REGISTRY or activation in COMPOSITES
+            self.error(path, f"'{activation}' is a layer type, not an activation" if known else
+                       f"unknown activation '{activation}'", scope=scope,
                        hint=did_you_mean(activation, choices, SYNONYMS) or
-                       f"choose one of: {', '.join(choices)}")
+                       (f"write the {activation} as a layer of its own; " if known else "") +
+                       f"activation: takes one of {', '.join(choices)}")
             return None
         cfg = kind.Config.model_validate({"type": activation})
         return self.add_node(scope, None, cfg, [source], path)
@@ -702,6 +705,12 @@ def value_hint(info, name: str, value: Any) -> str:
     if isinstance(value, float) and value.is_integer() and _accepts(annotation, int) and \
             not _accepts(annotation, float):
         return f"write a whole number without a decimal point: {name}: {int(value)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and \
+            "non-negative" in describe_field(info):
+        return f"{name} cannot be negative"
+    if isinstance(value, str) and _bounds(info.metadata).get("pattern") and value.strip():
+        fixed = re.sub(r"[^A-Za-z0-9_]+", "_", value.strip()).strip("_") or "layer1"
+        return f"use letters, digits and '_' only, e.g. {name}: {fixed}"
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0 and \
             "positive" in describe_field(info):
         return "sizes, counts and strides start at 1" if _accepts(annotation, int) else \
@@ -709,6 +718,6 @@ def value_hint(info, name: str, value: Any) -> str:
     if describe_field(info).endswith("of layers"):
         return "write the layers as a YAML list: '- {type: conv, ...}' or '- relu'"
     literals = _literals(annotation)
-    if literals:
+    if literals and isinstance(value, str):
         return "choose one of: " + ", ".join(literals)
     return info.description or f"e.g. {name}: {_example(annotation)}"
