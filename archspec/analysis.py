@@ -14,6 +14,11 @@ from .ir import INPUT, Network, Node
 from .layers.base import RFStep, Shape, ShapeProblem, fmt_shape
 
 
+# Values in one layer's output for one sample: beyond this (4 PB of float32) a size is a typo,
+# and refusing it keeps every count and memory figure a sane number.
+MAX_VALUES = 10 ** 15
+
+
 @dataclass(frozen=True)
 class ReceptiveField:
     """Per spatial dim: field size, effective stride (jump) and effective padding, in input pixels."""
@@ -195,6 +200,11 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
     if min(out, default=1) < 1:
         raise ShapeProblem(f"output shape {list(out)} has an empty dim",
                            hint="reduce the downsampling or the padding before this layer")
+    if shapes.product(out) > MAX_VALUES:
+        raise ShapeProblem(f"output {fmt_shape(out)} has {shapes.product(out):.3g} values per "
+                           f"sample, more than the limit of {MAX_VALUES:.0e}",
+                           hint="no network holds tensors this large; check the sizes and "
+                                "upsampling factors up to this layer")
     notes: list[str] = []
     rf = None
     parents = [fields.get(i) for i in node.data_inputs]

@@ -1,12 +1,14 @@
 """The top level of a spec file, and the entry point from text to IR."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from ..analysis import MAX_VALUES
 from ..errors import SpecError
 from ..ir import Network
 from ..layers import COMPOSITES, REGISTRY
@@ -75,6 +77,10 @@ def build_network(data: Any, smap) -> Network:
         if size > MAX_DIM:
             diagnostics.append(smap.diagnostic(("input", i), f"input size {size} is absurd "
                                                f"(limit {MAX_DIM})", hint="check the input shape"))
+    if not diagnostics and math.prod(doc.input) > MAX_VALUES:
+        diagnostics.append(smap.diagnostic(("input",), f"input has {math.prod(doc.input):.3g} "
+                                           f"values per sample, more than the limit of "
+                                           f"{MAX_VALUES:.0e}", hint="check the input shape"))
     if diagnostics:
         raise SpecError(diagnostics)
     blocks = {k: v.model_dump() for k, v in doc.blocks.items()}
