@@ -1,0 +1,486 @@
+"""Property tests: random valid multi-path specs, checked against PyTorch and brute force.
+
+The strategies below build specs as plain dicts and track every tensor shape with their own
+arithmetic (PyTorch's documented formulas, written out here rather than imported from
+archspec), so each generated spec is valid by construction and its output shape is known.
+Then:
+  * the static analysis must agree with PyTorch running the compiled model (shapes, params,
+    buffers, layer by layer), with this file's shape tracking, and with MACs read off the
+    runtime weights;
+  * receptive fields must agree with the gradient support of single output units.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import archspec
+from archspec.backends.verify import mismatches
+
+SETTINGS = {"deadline": None,
+            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The tensors here are tiny: extra threads only add synchronisation, which gets very slow
+    when another process holds a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---- shape arithmetic (PyTorch's formulas) -------------------------------------------------
+
+def window_len(n: int, k: int, s: int, lo: int, hi: int, d: int = 1, ceil: bool = False) -> int:
+    """Conv/pool output length; ceil_mode drops a last window starting in the right padding."""
+    span = n + lo + hi - d * (k - 1) - 1
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + lo:
+        out -= 1
+    return out
+
+
+def same_pads(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
+    """TensorFlow's 'same': output ceil(n / s), the odd pad on the right."""
+    total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def one_or_list(draw, values: list[int]):
+    """Write a per-dim value as a single int when all dims agree (and sometimes a list anyway)."""
+    if len(set(values)) == 1 and draw(st.booleans()):
+        return values[0]
+    return list(values)
+
+
+def divisors(n: int) -> list[int]:
+    return [g for g in range(1, n + 1) if n % g == 0]
+
+
+# ---- layer generators: each returns (item, output shape) ----------------------------------
+
+class Gen:
+    """Draws layers for a given input shape. `aligned` (a stride) restricts windows to centred
+    padding, so parallel branches built with the same stride end with the same size."""
+
+    def __init__(self, draw, rf_only: bool = False):
+        self.draw = draw
+        self.rf_only = rf_only   # receptive-field specs: convs and average pools only
+
+    def window(self, shape, aligned: int | None, max_kernel: int = 5, dilate: bool = True):
+        """kernel, stride, dilation and padding per dim, plus the padding as written."""
+        draw, nd = self.draw, len(shape) - 1
+        if aligned is not None:
+            k = [draw(st.sampled_from([1, 3, 5][:1 + max_kernel // 2])) for _ in range(nd)]
+            d = [draw(st.integers(1, 2)) if dilate else 1 for _ in range(nd)]
+            s = [aligned] * nd
+            if draw(st.booleans()):
+                pads = [same_pads(n, ki, si, di) for n, ki, si, di in zip(shape[1:], k, s, d)]
+                return k, s, d, pads, "same"
+            pads = [(di * (ki - 1) // 2,) * 2 for ki, di in zip(k, d)]
+            return k, s, d, pads, one_or_list(draw, [p for p, _ in pads])
+        k = [draw(st.integers(1, max_kernel)) for _ in range(nd)]
+        s = [draw(st.integers(1, 3)) for _ in range(nd)]
+        d = [draw(st.integers(1, 3)) if dilate and draw(st.booleans()) else 1 for _ in range(nd)]
+        choice = draw(st.sampled_from(["int", "list", "same", "valid"]))
+        if choice == "same":
+            pads = [same_pads(n, ki, si, di) for n, ki, si, di in zip(shape[1:], k, s, d)]
+            return k, s, d, pads, "same"
+        if choice == "valid":
+            return k, s, d, [(0, 0)] * nd, "valid"
+        p = [draw(st.integers(0, di * (ki - 1) // 2 + 1)) for ki, di in zip(k, d)]
+        if choice == "int":
+            p = [p[0]] * nd
+        return k, s, d, [(q, q) for q in p], one_or_list(draw, p)
+
+    def conv(self, shape, aligned=None):
+        draw, c = self.draw, shape[0]
+        k, s, d, pads, written = self.window(shape, aligned)
+        out = [window_len(n, ki, si, lo, hi, di)
+               for n, ki, si, di, (lo, hi) in zip(shape[1:], k, s, d, pads)]
+        if min(out) < 1:  # the window does not fit: 'same' always does
+            pads = [same_pads(n, ki, si, di) for n, ki, si, di in zip(shape[1:], k, s, d)]
+            written = "same"
+            out = [-(-n // si) for n, si in zip(shape[1:], s)]
+        groups = draw(st.sampled_from(divisors(c)))
+        c_out = groups * draw(st.integers(1, max(1, 6 // groups)))
+        item = {"type": "conv", "out_channels": c_out, "kernel_size": one_or_list(draw, k),
+                "stride": one_or_list(draw, s), "padding": written}
+        if set(d) != {1}:
+            item["dilation"] = one_or_list(draw, d)
+        if groups > 1:
+            item["groups"] = groups
+        if draw(st.booleans()):
+            item["bias"] = False
+        if not self.rf_only and all(max(lo, hi) < n for n, (lo, hi) in zip(shape[1:], pads)) \
+                and any(lo or hi for lo, hi in pads) and draw(st.integers(0, 3)) == 0:
+            item["padding_mode"] = draw(st.sampled_from(["reflect", "replicate", "circular"]))
+        return item, (c_out, *out)
+
+    def depthwise(self, shape, aligned=None):
+        draw = self.draw
+        item, out = self.conv(shape, aligned)
+        mult = draw(st.integers(1, 2))
+        fields = {f: item[f] for f in ("kernel_size", "stride", "padding", "dilation", "bias")
+                  if f in item}
+        if draw(st.booleans()):
+            return ({"type": "depthwise_conv", "depth_multiplier": mult, **fields},
+                    (shape[0] * mult, *out[1:]))
+        c_out = draw(st.integers(1, 6))
+        fields.pop("bias", None)
+        return ({"type": "separable_conv", "out_channels": c_out, "depth_multiplier": mult,
+                 **fields}, (c_out, *out[1:]))
+
+    def pool(self, shape, aligned=None):
+        draw = self.draw
+        kind = "avg_pool" if self.rf_only else draw(st.sampled_from(["max_pool", "avg_pool"]))
+        k, s, d, pads, written = self.window(shape, aligned, max_kernel=4,
+                                             dilate=kind == "max_pool")
+        if written != "same":  # PyTorch: padding at most half the (undilated) kernel
+            pads = [(min(lo, ki // 2),) * 2 for (lo, _), ki in zip(pads, k)]
+            written = one_or_list(draw, [lo for lo, _ in pads])
+        ceil = aligned is None and draw(st.booleans())
+        out = [window_len(n, ki, si, lo, hi, di, ceil)
+               for n, ki, si, di, (lo, hi) in zip(shape[1:], k, s, d, pads)]
+        too_small = kind == "avg_pool" and len(k) == 3 and any(  # PyTorch's avg_pool3d limit
+            (n if lo == hi else n + lo + hi) < ki for n, ki, (lo, hi) in zip(shape[1:], k, pads))
+        if min(out) < 1 or too_small:
+            return self.conv(shape, aligned) if aligned else self.activation(shape)
+        item = {"type": kind, "kernel_size": one_or_list(draw, k), "padding": written}
+        if s != k or draw(st.booleans()):
+            item["stride"] = one_or_list(draw, s)
+        if set(d) != {1}:
+            item["dilation"] = one_or_list(draw, d)
+        if ceil:
+            item["ceil_mode"] = True
+        if kind == "avg_pool" and draw(st.booleans()):
+            item["count_include_pad"] = False
+        return item, (shape[0], *out)
+
+    def activation(self, shape):
+        if self.rf_only:
+            return {"type": "identity"}, shape
+        name = self.draw(st.sampled_from(["relu", "tanh", "gelu", "relu6", "leaky_relu",
+                                          "silu", "batch_norm", "dropout", "softmax"]))
+        return {"type": name}, shape
+
+    def upsampling(self, shape):
+        draw, nd = self.draw, len(shape) - 1
+        if draw(st.booleans()):
+            scale = [draw(st.integers(1, 2)) for _ in range(nd)]
+            mode = draw(st.sampled_from(["nearest", {1: "linear", 2: "bilinear",
+                                                     3: "trilinear"}[nd]]))
+            return ({"type": "upsample", "scale_factor": one_or_list(draw, scale), "mode": mode},
+                    (shape[0], *(n * f for n, f in zip(shape[1:], scale))))
+        k = [draw(st.integers(1, 3)) for _ in range(nd)]
+        s = [draw(st.integers(1, 2)) for _ in range(nd)]
+        d = [draw(st.integers(1, 2)) for _ in range(nd)]
+        op = [draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d)]
+        p = [draw(st.integers(0, 1)) for _ in range(nd)]
+        out = [(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+               for n, ki, si, di, oi, pi in zip(shape[1:], k, s, d, op, p)]
+        if min(out) < 1:
+            p, out = [0] * nd, [o + 2 * pi for o, pi in zip(out, p)]
+        c_out = draw(st.integers(1, 6))
+        return ({"type": "conv_transpose", "out_channels": c_out, "kernel_size": k, "stride": s,
+                 "dilation": d, "output_padding": op, "padding": p}, (c_out, *out))
+
+    def item(self, shape, depth: int, aligned=None):
+        """One layer or block; `aligned` limits it to centred windows of that stride."""
+        draw = self.draw
+        kinds = ["conv", "conv", "depthwise", "pool"]
+        if aligned in (None, 1):  # an activation cannot carry a branch's stride
+            kinds += ["activation"]
+        if aligned is None and not self.rf_only and math.prod(shape[1:]) <= 1024:
+            kinds += ["upsampling"]  # (kept small: repeated upsampling would be slow)
+        if depth > 0:
+            kinds += ["residual", "branches", "branches", "sequential"]
+        kind = draw(st.sampled_from(kinds))
+        if kind == "activation":
+            return self.activation(shape)
+        if kind == "upsampling":
+            return self.upsampling(shape)
+        if kind in ("conv", "depthwise", "pool"):
+            return getattr(self, kind)(shape, aligned)
+        return getattr(self, kind)(shape, depth - 1, aligned)
+
+    def layers(self, shape, depth: int, aligned=None, max_len: int = 3):
+        """A layer list; with `aligned`, only its first layer strides."""
+        items = []
+        for i in range(self.draw(st.integers(1, max_len))):
+            item, shape = self.item(shape, depth, aligned if i == 0 or aligned is None else 1)
+            items.append(item)
+        return items, shape
+
+    def sequential(self, shape, depth, aligned=None):
+        items, out = self.layers(shape, depth, aligned)
+        return {"type": "sequential", "layers": items}, out
+
+    def residual(self, shape, depth, aligned=None):
+        draw = self.draw
+        if self.rf_only or draw(st.booleans()):  # a body a strided 1x1 conv can shortcut
+            aligned = aligned or draw(st.integers(1, 2))
+        body, out = self.layers(shape, depth, aligned)
+        item = {"type": "residual", "layers": body}
+        if draw(st.booleans()):
+            item["activation"] = "identity" if self.rf_only else "relu"
+        if out == shape:
+            item["shortcut"] = draw(st.sampled_from(["identity", "projection"]))
+            return item, out
+        strides = [aligned] * len(out[1:]) if self.rf_only else \
+            [-(-n // o) for n, o in zip(shape[1:], out[1:])]
+        if any((n - 1) // s + 1 != o for n, s, o in zip(shape[1:], strides, out[1:])):
+            return {"type": "sequential", "layers": body}, out  # no 1x1 conv maps x to body(x)
+        if self.rf_only or draw(st.booleans()):
+            item["shortcut"] = [{"type": "conv", "out_channels": out[0], "kernel_size": 1,
+                                 "stride": one_or_list(draw, strides), "bias": False}]
+        else:
+            item["shortcut"] = "projection"
+        return item, out
+
+    def branches(self, shape, depth, aligned=None):
+        """Parallel paths and a merge; shapes are made to agree (aligned windows, or an
+        adaptive pool / 1x1 conv appended to the paths that differ)."""
+        draw = self.draw
+        merge = "concat" if self.rf_only else draw(st.sampled_from(["concat", "concat", "add",
+                                                                     "multiply"]))
+        stride = aligned or (draw(st.integers(1, 2)) if self.rf_only or draw(st.booleans())
+                             else None)
+        paths = [self.layers(shape, depth, stride) for _ in range(draw(st.integers(1, 3)))]
+        dim = 0
+        if merge == "concat" and not self.rf_only and draw(st.integers(0, 3)) == 0:
+            dim = draw(st.integers(-len(shape), len(shape) - 1))
+        spatial = tuple(min(v) for v in zip(*(out[1:] for _, out in paths)))
+        channels = paths[0][1][0]
+        fixed = []
+        for items, out in paths:
+            if out[1:] != spatial:
+                items = items + [{"type": "adaptive_avg_pool", "output_size": list(spatial)}]
+            if (merge != "concat" or dim % len(shape) != 0) and out[0] != channels:
+                items = items + [{"type": "conv", "out_channels": channels, "kernel_size": 1}]
+                out = (channels, *out[1:])
+            fixed.append((items, (out[0], *spatial)))
+        outs = [out for _, out in fixed]
+        if merge == "concat":
+            axis = dim % len(shape)
+            merged = list(outs[0])
+            merged[axis] = sum(o[axis] for o in outs)
+            out = tuple(merged)
+        else:
+            out = outs[0]
+        item = {"type": draw(st.sampled_from(["branches", "inception"])),
+                "branches": [items for items, _ in fixed], "merge": merge}
+        if dim:
+            item["dim"] = dim
+        return item, out
+
+
+INPUTS = st.one_of(
+    st.tuples(st.integers(1, 4), st.integers(4, 40)),
+    st.tuples(st.integers(1, 4), st.integers(4, 14), st.integers(4, 14)),
+    st.tuples(st.integers(1, 3), st.integers(3, 7), st.integers(3, 7), st.integers(3, 7)))
+
+
+@st.composite
+def multipath_specs(draw):
+    """(spec dict, expected output shape)."""
+    shape = draw(INPUTS)
+    gen = Gen(draw)
+    spec = {"name": "random", "input": list(shape), "layers": []}
+    if draw(st.booleans()):  # a user block with parameters and an expression
+        spec["blocks"] = {"cbr": {"params": {"c": None, "s": 1}, "layers": [
+            {"type": "conv", "out_channels": "$c * 2", "kernel_size": 3, "stride": "$s",
+             "padding": "same"}, "batch_norm", "relu"]}}
+    seen = []   # (name, shape) of earlier top-level layers, for from: references
+    for i in range(draw(st.integers(1, 5))):
+        name = f"l{i}"
+        joinable = [n for n, s in seen if s[1:] == shape[1:]]
+        choice = draw(st.integers(0, 5))
+        if choice == 0 and "blocks" in spec:
+            c, s = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+            item = {"type": "cbr", "c": c, "s": s}
+            shape = (2 * c, *(-(-n // s) for n in shape[1:]))
+        elif choice == 1 and joinable:  # concat with an earlier layer of the same size
+            other = draw(st.sampled_from(joinable))
+            item = {"type": "concat", "from": [seen[-1][0], other]}
+            shape = (shape[0] + dict(seen)[other][0], *shape[1:])
+        else:
+            item, shape = gen.item(shape, depth=2)
+        item["name"] = name
+        spec["layers"].append(item)
+        seen.append((name, shape))
+    if draw(st.booleans()):
+        spec["layers"].append({"type": "global_avg_pool"})
+        spec["layers"].append({"type": "dense", "out_features": 3})
+        shape = (3,)
+    return spec, shape
+
+
+def runtime_macs(model, analysis) -> dict[str, int]:
+    """MACs of every conv/transposed conv/dense from the built modules' weight shapes."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name, info in analysis.layers.items():
+        module = modules[name]
+        if info.type == "projection":
+            module = module.conv
+            if module is None:
+                out[name] = 0
+                continue
+        if isinstance(module, nn.Linear):
+            out[name] = module.weight.numel()
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            out[name] = math.prod(info.output_shape) * math.prod(module.weight.shape[1:])
+        elif isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            out[name] = math.prod(info.input_shapes[0]) * math.prod(module.weight.shape[1:])
+        else:
+            out[name] = 0
+    return out
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(multipath_specs())
+def test_random_multipath_specs_match_pytorch(case):
+    spec, expected = case
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.load(text))
+    assert analysis.output_shapes == [expected], text
+    assert mismatches(analysis, device="cpu") == [], text
+    model = archspec.compile(analysis.network)
+    macs = runtime_macs(model, analysis)
+    assert {n: i.macs for n, i in analysis.layers.items()} == macs, text
+    event(f"{len(spec['input']) - 1}-D input")
+
+
+# ---- receptive fields against gradients ----------------------------------------------------
+
+@st.composite
+def rf_specs(draw):
+    """Convs, average pools, residuals and aligned branches: every path keeps a field."""
+    shape = draw(st.one_of(st.tuples(st.integers(1, 2), st.integers(24, 120)),
+                           st.tuples(st.integers(1, 2), st.integers(16, 40), st.integers(16, 40)),
+                           st.tuples(st.just(1), st.integers(8, 14), st.integers(8, 14),
+                                     st.integers(8, 14))))
+    spec = {"name": "rf", "input": list(shape), "layers": []}
+    gen = Gen(draw, rf_only=True)
+    for _ in range(draw(st.integers(1, 3))):
+        item, shape = gen.item(shape, depth=2)
+        spec["layers"].append(item)
+    return spec
+
+
+def field_of_unit(rf, unit):
+    """Input interval [start, end] per dim seen by the output unit at index `unit`."""
+    return [(i * j - p, i * j - p + r - 1)
+            for i, j, p, r in zip(unit, rf.stride, rf.padding, rf.size)]
+
+
+def gradient_extent(model, input_shape, unit):
+    """Per spatial dim, (first, last) input index with a nonzero gradient of the output at
+    `unit`, summed over channels (every channel of the unit shares one field)."""
+    x = torch.ones((1,) + tuple(input_shape), dtype=torch.float64, requires_grad=True)
+    y = model(x)
+    y[(0, slice(None)) + tuple(unit)].sum().backward()
+    support = x.grad[0].abs().sum(0).nonzero()
+    if not len(support):
+        return None   # the unit reads padding only
+    return [(int(support[:, d].min()), int(support[:, d].max()))
+            for d in range(len(input_shape) - 1)]
+
+
+def check_fields(analysis):
+    """Compare the field of unit 0, the centre unit and the last unit with the gradient."""
+    last = analysis.layers[analysis.network.outputs[0]]
+    rf = last.receptive_field
+    assert rf is not None, "aligned multi-path specs keep a receptive field"
+    model = archspec.compile(analysis.network).double().eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(1.0)   # positive weights, identity activations: no cancellation
+    spatial_in = analysis.input_shape[1:]
+    out = last.output_shape[1:]
+    exact = 0
+    for unit in {(0,) * len(out), tuple(n // 2 for n in out), tuple(n - 1 for n in out)}:
+        field = field_of_unit(rf, unit)
+        inside = all(0 <= start and end < n for (start, end), n in zip(field, spatial_in))
+        got = gradient_extent(model, analysis.input_shape, unit)
+        if inside:  # every path's window lies in the input: the field's ends are reached
+            assert got == field, (unit, field, got)
+            exact += 1
+        elif got is not None:  # else the gradient stays within the clipped field
+            for (start, end), (lo, hi), n in zip(field, got, spatial_in):
+                assert max(start, 0) <= lo and hi <= min(end, n - 1), (unit, field, got)
+    return exact
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(rf_specs())
+def test_random_receptive_fields_match_gradient_support(spec):
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.load(text))
+    exact = check_fields(analysis)
+    event("a field entirely inside the input" if exact else "fields all clipped")
+
+
+# ---- fixed multi-path cases with known fields ---------------------------------------------
+
+def rf_case(layers: str, input_shape: str):
+    analysis = archspec.analyze(archspec.load(f"name: rf\ninput: {input_shape}\nlayers:\n"
+                                              + layers))
+    assert check_fields(analysis) > 0
+    return analysis.layers[analysis.network.outputs[0]]
+
+
+def test_inception_field_is_its_widest_branch():
+    # 1x1, 3x3 and 5x5 'same' branches and a pooled one: the union is the 5x5 window
+    out = rf_case("""
+  - type: inception
+    branches:
+      - [{type: conv, out_channels: 2, kernel_size: 1}]
+      - [{type: conv, out_channels: 2, kernel_size: 3, padding: 1}]
+      - [{type: conv, out_channels: 2, kernel_size: 5, padding: 2}]
+      - [{type: avg_pool, kernel_size: 3, stride: 1, padding: 1},
+         {type: conv, out_channels: 2, kernel_size: 1}]
+  - {type: conv, out_channels: 1, kernel_size: 3, stride: 2, padding: 1}
+""", "[1, 24, 24]")
+    # after the merge: 5 wide, then a 3x3/2 conv on top: 5 + 2 = 7, stride 2, padding 2 + 1
+    assert out.receptive_field.size == (7, 7)
+    assert out.receptive_field.stride == (2, 2)
+    assert out.receptive_field.padding == (3, 3)
+
+
+def test_misaligned_branches_union_their_windows():
+    # on an even length, 'same' with stride 2 pads 0 left and 1 right, so that branch's window
+    # starts one step later than the symmetric branch's: the union is 4 wide
+    out = rf_case("""
+  - type: branches
+    merge: add
+    branches:
+      - [{type: conv, out_channels: 1, kernel_size: 3, stride: 2, padding: same}]
+      - [{type: conv, out_channels: 1, kernel_size: 3, stride: 2, padding: 1}]
+""", "[1, 32]")
+    assert (out.receptive_field.size, out.receptive_field.padding) == ((4,), (1,))
+    assert any("not aligned" in note for note in out.notes)
+
+
+def test_residual_field_spans_body_and_strided_shortcut():
+    out = rf_case("""
+  - type: residual
+    shortcut: [{type: conv, out_channels: 4, kernel_size: 1, stride: 2}]
+    layers:
+      - {type: conv, out_channels: 4, kernel_size: 3, stride: 2, padding: 1, dilation: 1}
+      - {type: conv, out_channels: 4, kernel_size: 3, padding: 2, dilation: 2}
+""", "[2, 20, 20]")
+    # body: 3 wide / 2, then a 3-tap conv dilated by 2 at jump 2: 3 + 2 * 2 * 2 = 11
+    assert out.receptive_field.size == (11, 11)
+    assert out.receptive_field.stride == (2, 2)
