@@ -93,7 +93,8 @@ def _copies_fit(ex, cfg, per_copy: int, path, scope) -> bool:
 
 def _is_primitive(ex, item: dict) -> bool:
     from .base import REGISTRY
-    return item.get("type") in REGISTRY
+    kind = item.get("type")
+    return isinstance(kind, str) and kind in REGISTRY
 
 
 class BranchesConfig(LayerConfig):

@@ -398,10 +398,13 @@ class Expander:
             self.error(path + ("type",), f"block '{block_name}' uses itself", scope=scope,
                        hint="a block cannot contain itself, directly or through another block")
             return None
+        common = {k: item[k] for k in ("type", "name", "from", "trainable") if k in item}
+        if self.validate(BlockUse, common, path, scope) is None:
+            return None
         declared = definition.get("params") or {}
         values: dict[str, Any] = {}
         for key, value in item.items():
-            if key in ("type", "name", "from", "trainable"):
+            if key in common:
                 continue
             if key not in declared:
                 self.error(path + (key,), f"block '{block_name}' has no parameter '{key}'",
@@ -436,6 +439,8 @@ class Expander:
                 # The body is one composite (e.g. a residual): it takes this instance's scope,
                 # so names read layer1.0.conv1 rather than layer1.0.res1.conv1.
                 inlined = dict(layers[0], name=item.get("name"))
+                if item.get("trainable") is False:  # freezing the instance freezes its body
+                    inlined["trainable"] = False
                 if inlined["name"] is None:
                     inlined["name"] = self.auto_name(scope, block_name)
                 scope.context.append(context)
@@ -457,10 +462,15 @@ class Expander:
         return self.close_block(scope, inner, out)
 
 
+class BlockUse(LayerConfig):
+    """The fields a user-defined block's instance takes besides the block's parameters."""
+    type: str
+
+
 def _single_unnamed_block(layers: Any, user_blocks: dict) -> bool:
     return (isinstance(layers, list) and len(layers) == 1 and isinstance(layers[0], dict)
-            and "name" not in layers[0]
-            and (layers[0].get("type") in COMPOSITES or layers[0].get("type") in user_blocks))
+            and "name" not in layers[0] and isinstance(layers[0].get("type"), str)
+            and (layers[0]["type"] in COMPOSITES or layers[0]["type"] in user_blocks))
 
 
 # ---- validation errors in the spec's own words ------------------------------------------------
