@@ -107,6 +107,10 @@ class Conv(LayerKind):
                 if cfg.padding_mode == "reflect" and max(lo, hi) >= n:
                     raise ShapeProblem(f"reflect padding {max(lo, hi)} needs an input larger than "
                                        f"the padding, got {n}", field="padding")
+                if cfg.padding_mode == "circular" and max(lo, hi) > n:
+                    raise ShapeProblem(f"circular padding {max(lo, hi)} would wrap around an input "
+                                       f"of {n} more than once", field="padding",
+                                       hint=f"use padding <= {n} or another padding_mode")
         if cfg.weight is not None:
             check_literal(cfg.weight, (cfg.out_channels, shape[0] // cfg.groups) + kernel, "weight")
         check_bias_literal(cfg.bias, cfg.out_channels)
