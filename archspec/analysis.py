@@ -13,7 +13,6 @@ from .errors import Diagnostic, InternalError, SpecError
 from .ir import INPUT, Network, Node
 from .layers.base import RFStep, Shape, ShapeProblem, fmt_shape
 
-
 # Values in one layer's output for one sample: beyond this (4 PB of float32) a size is a typo,
 # and refusing it keeps every count and memory figure a sane number.
 MAX_VALUES = 10 ** 15

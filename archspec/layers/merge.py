@@ -133,6 +133,12 @@ class Projection(LayerKind):
             return None
         if len(x) != len(ref):
             raise ShapeProblem(f"cannot project {fmt_shape(x)} to {fmt_shape(ref)}: ranks differ")
+        if len(x) == 1:  # a 1x1 conv needs spatial dims; vectors take a dense shortcut
+            raise ShapeProblem(
+                f"a projection shortcut maps feature maps, not vectors ({fmt_shape(x)} to "
+                f"{fmt_shape(ref)})",
+                hint=f"give the shortcut as layers: shortcut: [{{type: dense, out_features: "
+                     f"{ref[0]}}}]")
         strides = tuple(-(-n // o) for n, o in zip(x[1:], ref[1:]))
         if any(shapes.conv_output_length(n, 1, s) != o for n, s, o in zip(x[1:], strides, ref[1:])):
             raise ShapeProblem(f"no 1x1 strided conv maps {fmt_shape(x)} to {fmt_shape(ref)}",

@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt
 from .. import shapes
 from .base import (LayerConfig, LayerKind, RFStep, ShapeProblem, dims_text, per_dim,
                    register, require_spatial, step_text)
-from .conv import Padding, conv_padding, is_symmetric, torch_pad_args
+from .conv import AXES, Padding, conv_padding, is_symmetric, torch_pad_args, window_too_large
 
 
 class PoolConfig(LayerConfig):
@@ -44,8 +44,8 @@ class _Pool(LayerKind):
         shape = inputs[0]
         kernel, stride, dilation, pads = self.geometry(cfg, shape)
         out = []
-        for n, k, s, d, (lo, hi) in zip(shape[1:], kernel, stride, dilation, pads):
-            span = shapes.effective_kernel(k, d)
+        axes = AXES.get(len(kernel), ("size",) * len(kernel))
+        for axis, n, k, s, d, (lo, hi) in zip(axes, shape[1:], kernel, stride, dilation, pads):
             if 2 * max(lo, hi) > k and cfg.padding != "same":  # PyTorch: the undilated kernel
                 raise ShapeProblem(f"padding {max(lo, hi)} is more than half the kernel {k}",
                                    field="padding", hint=f"use padding <= {k // 2}")
@@ -60,12 +60,9 @@ class _Pool(LayerKind):
             else:
                 length = shapes.pool_output_length(n + lo + hi, k, s, 0, d, cfg.ceil_mode)
             if length < 1:  # with ceil_mode a window may overhang the input, as in PyTorch
-                raise ShapeProblem(
-                    f"pooling window {span} is larger than its padded input {n + lo + hi}",
-                    field="kernel_size",
-                    hint=f"this layer needs an input of at least "
-                         f"{shapes.smallest_valid_input(k, lo + hi, d)}; use a smaller window or "
-                         f"fewer downsampling layers before it")
+                raise window_too_large(f"{self.name} window", axis, n, k, d, lo, hi,
+                                       "use a smaller kernel_size, or fewer downsampling layers "
+                                       "before it")
             out.append(length)
         return (shape[0],) + tuple(out)
 

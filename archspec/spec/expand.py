@@ -489,7 +489,7 @@ def _group_errors(config_cls, errors: list[dict]) -> list[list[dict]]:
             key = ("value", loc[:start + 1])
         groups.setdefault(key, []).append(err)
     misspelt = set()
-    for (what, loc), _ in groups.items():
+    for what, loc in groups:
         if what == "extra_forbidden":
             model, start = _locate(config_cls, loc)
             fields = [f.alias or n for n, f in model.model_fields.items()]
