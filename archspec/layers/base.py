@@ -185,7 +185,13 @@ def nested_shape(values: Any) -> tuple[int, ...]:
 
 def check_literal(values: Any, expected: tuple[int, ...], field: str) -> None:
     """Accept the exact shape, or the same with leading size-1 dims left out ([3,2,1] for 1x1x3)."""
-    got = nested_shape(values)
+    try:
+        got = nested_shape(values)
+    except ShapeProblem as problem:  # point at the field, and name it
+        problem.message = problem.message.replace("literal values are", f"literal '{field}' is") \
+            .replace("literal values", f"literal '{field}' values")
+        problem.field = field
+        raise
     trimmed = expected
     while len(trimmed) > len(got) and trimmed[0] == 1:
         trimmed = trimmed[1:]

@@ -188,7 +188,9 @@ class ConvTranspose(LayerKind):
         for op, s, d in zip(out_pad, stride, dilation):
             if op >= max(s, d):
                 raise ShapeProblem(f"output_padding {op} must be smaller than stride or dilation",
-                                   field="output_padding")
+                                   field="output_padding",
+                                   hint=f"use output_padding below {max(s, d)} (it only picks "
+                                        f"among the output sizes a stride of {s} allows)")
         out = tuple(shapes.transposed_output_length(n, k, s, p, op, d)
                     for n, k, s, p, op, d in zip(shape[1:], kernel, stride, pad, out_pad, dilation))
         if min(out) < 1:

@@ -36,7 +36,9 @@ class Concat(_Merge):
                                hint="flatten or pool the inputs to the same rank first")
         dim = cfg.dim % rank if -rank <= cfg.dim < rank else None
         if dim is None:
-            raise ShapeProblem(f"dim {cfg.dim} is out of range for rank-{rank} inputs", field="dim")
+            raise ShapeProblem(f"dim {cfg.dim} is out of range for rank-{rank} inputs", field="dim",
+                               hint=f"dims count without the batch dim, from 0 (channels) to "
+                                    f"{rank - 1}; -1 is the last")
         for axis in range(rank):
             if axis != dim and len({s[axis] for s in inputs}) > 1:
                 raise ShapeProblem(

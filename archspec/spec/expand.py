@@ -308,7 +308,7 @@ class Expander:
                     f"at least {kind.min_inputs}")
             self.error(path + (("from",) if "from" in item else ()),
                        f"{kind.name} takes {want} input{'s' if kind.min_inputs > 1 else ''}, "
-                       f"got {n_in}", scope=scope, layer=scope.full(item.get("name") or kind.name),
+                       f"got {n_in}", scope=scope, layer=scope.full(item["name"]) if "name" in item else None,
                        hint="list its inputs: from: [a, b]" if kind.min_inputs > 1 else
                        "give a single name in 'from'")
             return None
@@ -664,6 +664,8 @@ def describe_field(info) -> str:
         return "a list of layers"
     if nested == "branches":
         return "a list of branches, each a list of layers"
+    if info.alias == "from":
+        return "a layer name or a list of layer names"
     text = describe_type(info.annotation, info.metadata)
     args = typing.get_args(info.annotation)
     if type(None) in args and info.default is not None and not info.is_required():
