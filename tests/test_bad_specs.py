@@ -375,6 +375,22 @@ def test_many_layers_hit_the_node_limit_quickly(tmp_path):
     assert len(diags) == 1 and "more than" in diags[0].message and diags[0].line
 
 
+def test_long_chains_of_blocks_are_refused_not_a_stack_overflow(tmp_path):
+    """Each block level recurses once in the expander; no YAML nesting limit bounds a chain."""
+    n = 1_000
+    lines = ["name: t", "input: [3, 8, 8]", "blocks:"]
+    for i in range(n):
+        body = f"[{{type: sequential, layers: [{{type: b{i + 1}}}]}}, relu]" if i < n - 1 \
+            else "[relu]"
+        lines += [f"  b{i}:", f"    layers: {body}"]
+    path = tmp_path / "chain.yaml"
+    path.write_text("\n".join(lines + ["layers:", "  - b0"]) + "\n")
+    [d] = diagnostics_of(path)
+    assert "nested more than 100 levels deep" in d.message and d.hint and d.line > 4
+    assert len(d.notes) <= 2  # not one note per level
+    assert_cli_refuses(path, "nested more than 100 levels deep")
+
+
 # --------------------------------------------------------------------------- no code, ever
 
 SENTINEL_PAYLOADS = [

@@ -21,6 +21,7 @@ from ..layers.base import COMPOSITES, REGISTRY, LayerConfig
 from . import params as param_expr
 
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
+MAX_NESTING = 100  # blocks inside blocks (user blocks and composites), counted by scope depth
 
 # Spellings users bring from PyTorch/Keras/Caffe, mapped to our type names for did-you-mean.
 SYNONYMS = {
@@ -273,6 +274,14 @@ class Expander:
             self.error(path, "layer has no 'type'", hint="add e.g. 'type: conv'", scope=scope)
             return None
         type_path = path + ("type",) if "type" in item else path
+        if len(scope.prefix) >= MAX_NESTING and (kind_name in self.user_blocks or
+                                                 kind_name in COMPOSITES):
+            # expansion recurses once per level: refuse before Python's stack runs out
+            self.error(type_path, f"blocks are nested more than {MAX_NESTING} levels deep",
+                       hint="a chain of blocks using blocks this long is almost certainly a "
+                            "mistake; flatten it", notes=scope.context[:1] + scope.context[-1:])
+            self.too_big = True
+            return None
         if kind_name in self.user_blocks:
             return self.expand_user_block(kind_name, item, path, scope, current)
         if kind_name in COMPOSITES:
