@@ -120,10 +120,10 @@ def values(layers):
 
 
 @st.composite
-def layer(draw, depth=0):
-    kind = draw(st.sampled_from(TYPES + ["Conv2d", "unit", "", "max_pool "]))
+def layer(draw, depth=0, blocks=("unit",)):
+    kind = draw(st.sampled_from(TYPES + list(blocks) + ["Conv2d", "", "max_pool "]))
     if depth < 2 and draw(st.booleans()):
-        nested = st.lists(layer(depth + 1), min_size=0, max_size=3)
+        nested = st.lists(layer(depth + 1, blocks), min_size=0, max_size=3)
     else:
         nested = st.just([])
     item = {"type": kind} if draw(st.integers(0, 9)) else {}
@@ -143,14 +143,29 @@ def layer(draw, depth=0):
 def spec_data(draw):
     rank = draw(st.integers(1, 4))
     doc = {
-        "name": draw(st.sampled_from(["net", "x", 5, None])),
-        "input": draw(st.one_of(st.lists(st.integers(1, 40), min_size=rank, max_size=rank),
-                                values(st.nothing()))),
+        "name": draw(st.sampled_from(["net"] * 6 + ["x y", 5, None])),
+        "input": draw(st.lists(st.integers(1, 40), min_size=rank, max_size=rank)
+                      if draw(st.integers(0, 5)) else values(st.nothing())),
         "layers": draw(st.lists(layer(), max_size=8)),
     }
-    if draw(st.booleans()):
-        doc["blocks"] = {"unit": {"params": {"c": draw(SCALARS)},
-                                  "layers": draw(st.lists(layer(1), max_size=3))}}
+    if draw(st.booleans()):  # user blocks, possibly using each other (or themselves)
+        names = draw(st.lists(st.sampled_from(["unit", "b1", "b2", "conv", "b 3"]), min_size=1,
+                              max_size=4, unique=True))
+        doc["blocks"], declared = {}, {}
+        for name in names:
+            params = draw(st.dictionaries(st.sampled_from(["c", "s", "k"]), SCALARS, max_size=2))
+            body = draw(st.lists(layer(1, names), max_size=3))
+            if params and body and isinstance(body[0], dict):
+                body[0][draw(st.sampled_from(FIELDS))] = "$" + draw(st.sampled_from(
+                    sorted(params) + ["nope"])) + draw(st.sampled_from(["", " * 2", " // 0", " +"]))
+            doc["blocks"][name] = {"params": params, "layers": body}
+            declared[name] = params
+        for name in draw(st.lists(st.sampled_from(names), max_size=3)):
+            use = {"type": name}
+            for key in declared[name]:
+                if draw(st.integers(0, 4)):
+                    use[key] = draw(SCALARS)
+            doc["layers"].append(use)
     if draw(st.integers(0, 4)) == 0:
         doc["outputs"] = draw(st.lists(st.sampled_from(["conv1", "relu1", "x", "input"]),
                                        max_size=2))
