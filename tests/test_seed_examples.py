@@ -93,3 +93,21 @@ layers: [{type: conv, out_channels: 1, kernel_size: [1, 2], padding: same, bias:
 """
     out = run(spec, [[[1, 2, 3, 4]]])
     assert out[0, 0].tolist() == [3, 5, 7, 4]
+
+
+@pytest.mark.parametrize("include, expected", [(True, [1, 1, 1, 0.5]), (False, [1, 1, 1, 1])])
+def test_uneven_same_avg_pool_honours_count_include_pad(include, expected):
+    """Kernel 2 at stride 1 on 4 values: one zero of padding on the right. Counted, the last
+    window averages (1 + 0) / 2; not counted, it averages the single real value."""
+    spec = f"""
+name: same_avg
+input: [1, 4]
+layers: [{{type: avg_pool, kernel_size: 2, stride: 1, padding: same,
+          count_include_pad: {str(include).lower()}}}]
+"""
+    assert run(spec, [[1, 1, 1, 1]])[0].tolist() == expected
+
+
+def test_auto_names_of_types_ending_in_a_digit():
+    a = archspec.analyze("name: n\ninput: [2, 4]\nlayers: [relu6, relu6]\n")
+    assert list(a.layers) == ["relu6_1", "relu6_2"]

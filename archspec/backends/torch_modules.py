@@ -29,11 +29,16 @@ def _padded_class(base: type[nn.Module]) -> type[nn.Module]:
     """Subclass of a conv/pool that pads explicitly first (asymmetric 'same' padding), keeping
     the base's parameter names so state dicts stay plain."""
 
+    def pad(self, x):
+        if self.explicit_pad_mode == "constant":
+            return F.pad(x, self.explicit_padding, value=self.explicit_pad_value)
+        return F.pad(x, self.explicit_padding, mode=self.explicit_pad_mode)
+
     def forward(self, x):
-        return base.forward(self, F.pad(x, self.explicit_padding, mode=self.explicit_pad_mode,
-                                        value=self.explicit_pad_value)
-                            if self.explicit_pad_mode == "constant" else
-                            F.pad(x, self.explicit_padding, mode=self.explicit_pad_mode))
+        out = base.forward(self, pad(self, x))
+        if self.explicit_exclude_pad:  # average over real inputs only: divide by their share
+            out = out / base.forward(self, pad(self, torch.ones_like(x[:1, :1])))
+        return out
 
     def extra_repr(self):
         return base.extra_repr(self) + f", explicit_padding={self.explicit_padding}"
@@ -42,8 +47,10 @@ def _padded_class(base: type[nn.Module]) -> type[nn.Module]:
 
 
 def padded(module: nn.Module, pads: tuple[int, ...], padding_mode: str,
-           value: float = 0.0) -> nn.Module:
+           value: float = 0.0, exclude_pad: bool = False) -> nn.Module:
+    """Pad explicitly before the module; exclude_pad: an average pool that ignores the zeros."""
     module.__class__ = _padded_class(type(module))
+    module.explicit_exclude_pad = exclude_pad
     module.explicit_padding = pads
     module.explicit_pad_mode = "constant" if padding_mode == "zeros" else padding_mode
     module.explicit_pad_value = value

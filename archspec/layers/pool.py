@@ -83,12 +83,13 @@ class _Pool(LayerKind):
         symmetric = is_symmetric(pads) and all(2 * lo <= k for (lo, _), k in zip(pads, kernel))
         padding = tuple(lo for lo, _ in pads) if symmetric else 0
         extra = {"dilation": dilation} if self.op == "maxpool" else \
-            {"count_include_pad": cfg.count_include_pad}
+            {"count_include_pad": cfg.count_include_pad or not symmetric}
         module = tm.pool_class(self.op, len(kernel))(
             kernel, stride=stride, padding=padding, ceil_mode=cfg.ceil_mode, **extra)
         if not symmetric:
             fill = float("-inf") if self.op == "maxpool" else 0.0
-            module = tm.padded(module, torch_pad_args(pads), "zeros", fill)
+            exclude = self.op == "avgpool" and not cfg.count_include_pad
+            module = tm.padded(module, torch_pad_args(pads), "zeros", fill, exclude_pad=exclude)
         return module
 
 

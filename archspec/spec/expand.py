@@ -126,9 +126,10 @@ class Expander:
 
     def auto_name(self, scope: Scope, stem: str) -> str:
         n = scope.counters.get(stem, 0)
+        separator = "_" if stem[-1:].isdigit() else ""  # relu6_1, not relu61
         while True:
             n += 1
-            candidate = f"{stem}{n}"
+            candidate = f"{stem}{separator}{n}"
             if candidate not in scope.names and candidate not in scope.reserved:
                 scope.counters[stem] = n
                 return candidate
