@@ -52,8 +52,9 @@ def source_lines(diagnostic: Diagnostic) -> list[str] | None:
 
 
 def print_diagnostics(diagnostics: list[Diagnostic], err: Console) -> None:
+    sys.stdout.flush()  # a partial table on stdout comes before the errors
     for d in diagnostics:
-        err.print(d.format(source_lines(d)), highlight=False, markup=False)
+        err.print(d.format(source_lines(d)), highlight=False, markup=False, soft_wrap=True)
     n = len(diagnostics)
     err.print(f"{n} error{'s' if n != 1 else ''}", style="bold red", highlight=False)
 
