@@ -385,8 +385,11 @@ class Expander:
             required = [f.alias or n for n, f in model.model_fields.items()
                         if f.is_required() and n != "type"]
             where = path + loc[:start]
+            missing = [f"'{e['loc'][start]}'" for e in group]
+            what = f"field {missing[0]}" if len(missing) == 1 else \
+                f"fields {', '.join(missing[:-1])} and {missing[-1]}"
             self.error(where + ("type",) if "type" in model.model_fields else where,
-                       f"{kind} is missing required field '{field_name}'", layer=layer,
+                       f"{kind} is missing required {what}", layer=layer,
                        scope=scope, at_key=start > 0, hint=f"{kind} requires: {', '.join(required)}")
         else:
             info = _field_info(model, field_name)
@@ -487,24 +490,30 @@ def _single_unnamed_block(layers: Any, user_blocks: dict) -> bool:
 
 def _group_errors(config_cls, errors: list[dict]) -> list[list[dict]]:
     """Group pydantic errors by problem: a value failing every member of a union is one problem,
-    and a required field reported missing because its name was misspelt is left to the
-    unknown-field error, which suggests the right name."""
+    the required fields missing from one mapping are one problem, and a required field reported
+    missing because its name was misspelt is left to the unknown-field error, which suggests
+    the right name."""
+    misspelt = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            loc = tuple(err["loc"])
+            model, start = _locate(config_cls, loc)
+            fields = [f.alias or n for n, f in model.model_fields.items()]
+            misspelt.add(loc[:start] + (suggest(str(loc[-1]), fields),))
     groups: dict[tuple, list[dict]] = {}
     for err in errors:
         loc = tuple(err["loc"])
         model, start = _locate(config_cls, loc)
-        if err["type"] in ("missing", "extra_forbidden"):
-            key = (err["type"], loc)
+        if err["type"] == "missing":
+            if loc in misspelt:
+                continue
+            key = ("missing", loc[:start])
+        elif err["type"] == "extra_forbidden":
+            key = ("extra", loc)
         else:
             key = ("value", loc[:start + 1])
         groups.setdefault(key, []).append(err)
-    misspelt = set()
-    for what, loc in groups:
-        if what == "extra_forbidden":
-            model, start = _locate(config_cls, loc)
-            fields = [f.alias or n for n, f in model.model_fields.items()]
-            misspelt.add(loc[:start] + (suggest(str(loc[-1]), fields),))
-    return [g for (what, loc), g in groups.items() if not (what == "missing" and loc in misspelt)]
+    return list(groups.values())
 
 
 def _field_info(model, name: Any):
