@@ -365,7 +365,8 @@ class Expander:
         sub = max((_existing(item, e["loc"]) for e in group), key=len)
         field_name = str(loc[start]) if len(loc) > start else ""
         if model is config_cls:
-            kind = item.get("type") if isinstance(item.get("type"), str) else "the spec"
+            kind = item["type"] if issubclass(config_cls, LayerConfig) and \
+                isinstance(item.get("type"), str) else "the spec"
         else:  # a nested model, e.g. the definition of block b at blocks.b
             kind = f"{str(loc[start - 2]).rstrip('s')} '{loc[start - 1]}'" if start >= 2 else \
                 f"'{'.'.join(map(str, loc[:start]))}'"
