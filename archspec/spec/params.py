@@ -6,6 +6,7 @@ A hand-written parser over a fixed grammar, never eval: a spec is data and canno
 """
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
@@ -55,8 +56,10 @@ def evaluate(text: str, values: dict[str, Any]) -> Any:
             return value
         if kind == "name":
             if value not in values:
+                close = difflib.get_close_matches(value, list(values), n=1)
                 raise ExpressionError(f"unknown parameter '${value}'",
-                                      hint=f"parameters: {', '.join(values) or 'none'}")
+                                      hint=f"did you mean '${close[0]}'?" if close else
+                                      f"parameters: {', '.join(values) or 'none'}")
             return values[value]
         if (kind, value) == ("op", "-"):
             return -factor(depth + 1)
