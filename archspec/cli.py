@@ -215,6 +215,35 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
 
 
 @main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--device", default="cpu", show_default=True,
+              help="Run on this device; meta checks shapes and counts without allocating.")
+@click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True)
+@limit_options
+def verify(spec, device, batch_size, max_bytes, max_depth, max_nodes):
+    """Compile SPEC, run it once, and compare every layer's output shape, parameters and buffers
+    with the static analysis (forward hooks on every module). Exit 1 on any difference."""
+    from .analysis import analyze
+    from .spec import load
+    err = make_console(stderr=True)
+    try:
+        analysis = analyze(load(spec, limits=make_limits(max_bytes, max_depth, max_nodes)))
+        from .backends.verify import mismatches
+        problems = mismatches(analysis, device=device, batch_size=batch_size)
+    except SpecError as exc:
+        print_diagnostics(exc.diagnostics, err)
+        sys.exit(1)
+    except InternalError as exc:
+        internal_failure(exc)
+    for line in problems:
+        click.echo(f"mismatch: {line}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{analysis.network.name}: the analysis equals PyTorch on {len(analysis.layers)} "
+               f"layers ({analysis.params:,} parameters, {analysis.buffers:,} buffers, {device})")
+
+
+@main.command()
 def schema():
     """Print the JSON Schema of the spec language (for YAML language servers)."""
     from .spec.schema import spec_json_schema

@@ -85,3 +85,14 @@ def test_build_never_overwrites_its_input(tmp_path):
     result = cli("build", spec, "-o", spec)
     assert result.returncode == 1 and "overwrite" in result.stderr
     assert spec.read_text() == (SPECS / "lenet5.yaml").read_text()
+
+
+def test_verify_runs_the_model_and_agrees(tmp_path):
+    result = cli("verify", SPECS / "lenet5.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "equals PyTorch on 12 layers (61,706 parameters" in result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ninput: [1, 4, 4]\nlayers:\n  - {type: conv, out_channels: 2, "
+                   "kernel_size: 5}\n")
+    result = cli("verify", bad)
+    assert result.returncode == 1 and f"{bad}:4:" in result.stderr
