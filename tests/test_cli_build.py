@@ -96,3 +96,19 @@ def test_verify_runs_the_model_and_agrees(tmp_path):
                    "kernel_size: 5}\n")
     result = cli("verify", bad)
     assert result.returncode == 1 and f"{bad}:4:" in result.stderr
+
+
+def test_check_json_reports_every_error_with_its_layer(tmp_path):
+    spec = tmp_path / "three.yaml"
+    spec.write_text("name: x\ninput: [3, 32, 32]\nlayers:\n"
+                    "  - {type: conv, out_channels: 8, kernel_size: 3, padding: sme}\n"
+                    "  - {type: Linear, out_features: 10}\n"
+                    "  - {type: conv, out_chanels: 4, kernel_size: 3}\n")
+    result = cli("check", "--json", spec)
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["valid"] is False
+    got = [(e["line"], e["column"], e["layer"], e["hint"]) for e in doc["errors"]]
+    assert got == [(4, 60, "conv1", "did you mean 'same'?"),
+                   (5, 12, None, "did you mean 'dense'?"),          # unknown type: no name yet
+                   (6, 18, "conv2", "did you mean 'out_channels'?")]

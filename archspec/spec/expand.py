@@ -71,7 +71,7 @@ class Expander:
         notes = list(notes) + (scope.context if scope else [])
         diagnostic = self.source.diagnostic(path, message, hint=hint, layer=layer, notes=notes,
                                             at_key=at_key)
-        key = (diagnostic.line, diagnostic.column, message, layer, tuple(notes))
+        key = (diagnostic.line, diagnostic.column, message, tuple(notes))  # not the copy's name
         if key not in self.reported:  # a repeat's copies would report the same problem again
             self.reported.add(key)
             self.diagnostics.append(diagnostic)
@@ -307,15 +307,32 @@ class Expander:
             groups = group_errors(config_cls, exc.errors())
             groups.sort(key=lambda g: self.source.key_position(path + existing_path(item, g[0]["loc"]))
                         or (0, 0))  # in source order
+            layer = self.failed_layer_name(scope, item) if issubclass(config_cls, LayerConfig) \
+                else None
             for group in groups:
-                self.report_validation(config_cls, item, path, scope, group)
+                self.report_validation(config_cls, item, path, scope, group, layer)
             return None
+
+    def failed_layer_name(self, scope: Scope, item: dict) -> str | None:
+        """The name a layer that failed validation gets, so its diagnostics can name it. An
+        automatic name is used up, so the layers after it keep distinct names."""
+        name = item.get("name")
+        if name is not None:  # an invalid name is reported itself; no other name fits
+            return scope.full(name) if isinstance(name, str) and \
+                re.fullmatch(r"[A-Za-z0-9_]+", name) else None
+        kind = item.get("type")
+        if not isinstance(kind, str) or (kind not in REGISTRY and kind not in COMPOSITES):
+            return None
+        stem = REGISTRY[kind].base_name if kind in REGISTRY else \
+            getattr(COMPOSITES[kind], "stem", kind)
+        return scope.full(self.auto_name(scope, stem))
 
     def validate_merge(self, kind_name: str, fields: dict):
         """Config for a node the compiler itself inserts (merge, projection, separable parts)."""
         return REGISTRY[kind_name].Config.model_validate(dict(fields, type=kind_name))
 
-    def report_validation(self, config_cls, item, path, scope, group: list[dict]) -> None:
+    def report_validation(self, config_cls, item, path, scope, group: list[dict],
+                          layer: str | None = None) -> None:
         """One diagnostic for one problem (a group of pydantic errors about the same value)."""
         err = group[0]
         loc = tuple(err["loc"])
@@ -328,9 +345,8 @@ class Expander:
         else:  # a nested model, e.g. the definition of block b at blocks.b
             kind = f"{str(loc[start - 2]).rstrip('s')} '{loc[start - 1]}'" if start >= 2 else \
                 f"'{'.'.join(map(str, loc[:start]))}'"
-        name = item.get("name")
-        layer = scope.full(name) if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_]+", name) and \
-            model is config_cls and issubclass(config_cls, LayerConfig) else None
+        if model is not config_cls:
+            layer = None  # the error is in a nested definition, not in this layer
         fields = [f.alias or n for n, f in model.model_fields.items()]
         if err["type"] == "extra_forbidden":
             hint = did_you_mean(field_name, fields)
