@@ -107,3 +107,11 @@ def test_cli_prints_the_schema():
     result = CliRunner().invoke(main, ["schema"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == json.loads(json.dumps(spec_json_schema()))
+
+
+def test_committed_schema_file_is_current():
+    """archspec.schema.json (for editors: '# yaml-language-server: $schema=...') must be
+    regenerated with 'archspec schema > archspec.schema.json' when the language changes."""
+    committed = json.loads((Path(__file__).resolve().parent.parent / "archspec.schema.json")
+                           .read_text())
+    assert committed == spec_json_schema()
