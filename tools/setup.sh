@@ -16,6 +16,9 @@ quiet() { "$@" >/tmp/archspec-setup.log 2>&1 || { cat /tmp/archspec-setup.log; e
 echo "setup: installing archspec${extras} and its Python dependencies"
 quiet "$PY" -m pip install --disable-pip-version-check -e ".${extras}"
 
+# pyenv puts new console scripts on PATH only after a rehash
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash >/dev/null 2>&1 || true; fi
+
 torch_req=${ARCHSPEC_TORCH:-torch==2.13.0}
 if [ "$torch_req" != "skip" ] && ! "$PY" -c "import torch" 2>/dev/null; then
   # Pinned on purpose: an unpinned 'torch' pulls several GB of CUDA packages.
