@@ -49,7 +49,6 @@ class Network:
     blocks: dict[str, Block]
     outputs: list[str]
     source: Any                    # SourceMap of the spec text
-    input_path: Path = ("input",)
 
     def graph(self):
         """networkx DiGraph: one node per layer plus 'input'; edges carry arg index and skip flag."""

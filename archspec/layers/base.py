@@ -61,7 +61,6 @@ class LayerKind:
     base_name: ClassVar[str] = ""       # default node name stem ("conv" -> conv1, conv2)
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
-    ranks: ClassVar[tuple[int, ...]] = (1, 2, 3, 4)  # input ranks accepted (C, C+1d, C+2d, C+3d)
 
     def output_shape(self, cfg: Any, inputs: list[Shape]) -> Shape:
         return inputs[0]
@@ -113,9 +112,6 @@ def register_composite(kind_cls):
 
 # ---- helpers shared by kinds -------------------------------------------------------------
 
-IntOrList = int | list[int]
-
-
 def per_dim(value: int | list[int] | tuple[int, ...], ndim: int, field: str) -> tuple[int, ...]:
     """Broadcast an int to every spatial dim, or check a list has one entry per dim."""
     if isinstance(value, int):
@@ -134,10 +130,6 @@ def check_declared(cfg, field: str, actual: int, what: str = "channels") -> None
         raise ShapeProblem(f"{field} is {given} but the incoming tensor has {actual} {what}",
                            field=field, hint=f"remove {field} (it is inferred) or set it to "
                                              f"{actual}")
-
-
-def spatial_rank(inputs: list[Shape]) -> int:
-    return len(inputs[0]) - 1
 
 
 def require_spatial(kind: str, shape: Shape, dims: tuple[int, ...] = (1, 2, 3)) -> int:
@@ -164,9 +156,6 @@ def step_text(values: tuple[int, ...]) -> str:
 
 
 # ---- literal weights (fixed filters such as Sobel kernels) ----------------------------------
-
-Nested = float | list["Nested"]
-
 
 def nested_shape(values: Any) -> tuple[int, ...]:
     """Shape of a rectangular nested list; raises ShapeProblem if ragged."""

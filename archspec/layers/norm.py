@@ -57,7 +57,6 @@ class LocalResponseNorm(LayerKind):
     family = "norm"
     Config = LRNConfig
     base_name = "lrn"
-    ranks = (2, 3, 4)
 
     def output_shape(self, cfg, inputs):
         if len(inputs[0]) < 2:
