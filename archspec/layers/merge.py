@@ -68,8 +68,9 @@ class Add(_Merge):
     def output_shape(self, cfg, inputs):
         if len(set(inputs)) > 1:
             raise ShapeProblem(f"add needs inputs of one shape, got {listing(inputs)}",
-                               hint="give the shortcut a projection (shortcut: projection) or "
-                                    "change the body so its output matches")
+                               hint="make the inputs' shapes equal; in a residual block, "
+                                    "'shortcut: projection' maps the block input to the body's "
+                                    "output shape")
         return inputs[0]
 
     def label(self, cfg, inputs):
