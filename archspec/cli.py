@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-from .errors import Diagnostic, InternalError, SpecError
+from .errors import DeviceUnavailable, Diagnostic, InternalError, SpecError
 from .spec.yaml_loader import Limits
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -64,6 +65,49 @@ def internal_failure(exc: InternalError) -> None:
     sys.exit(70)
 
 
+def fail(message: str, hint: str | None = None) -> None:
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"  hint: {hint}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def reported_internal():
+    """Our own bugs: say so and exit 70 (spec errors are left to the caller)."""
+    try:
+        yield
+    except InternalError as exc:
+        internal_failure(exc)
+
+
+@contextmanager
+def reported():
+    """Every way a command can fail on the user's input ends as a message and exit 1 (70 for our
+    own bugs), never a traceback."""
+    from .backends.diagram import RenderError
+    try:
+        yield
+    except SpecError as exc:
+        print_diagnostics(exc.diagnostics, make_console(stderr=True))
+        sys.exit(1)
+    except InternalError as exc:
+        internal_failure(exc)
+    except RenderError as exc:
+        fail(exc.message, exc.hint)
+    except DeviceUnavailable as exc:
+        fail(str(exc), "use --device cpu, or meta to build without allocating")
+    except OSError as exc:
+        fail(f"cannot write '{exc.filename}': {exc.strerror}" if exc.filename else str(exc),
+             "check that the output folder exists and is writable")
+
+
+def refuse_overwrite(spec: str, output: str) -> None:
+    if Path(output).resolve() == Path(spec).resolve():
+        raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
+                                   hint="choose another output file"))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="archspec", prog_name="archspec")
 def main():
@@ -91,8 +135,9 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
     results = []
     for spec in specs:
         try:
-            analysis = analyze(load(spec, limits=limits), batch_size=batch_size,
-                               dtype_bytes=DTYPE_BYTES[dtype])
+            with reported_internal():
+                analysis = analyze(load(spec, limits=limits), batch_size=batch_size,
+                                   dtype_bytes=DTYPE_BYTES[dtype])
         except SpecError as exc:
             failed = True
             if as_json:
@@ -104,8 +149,6 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
                     print_report(exc.partial, out, partial=True)
                 print_diagnostics(exc.diagnostics, err)
             continue
-        except InternalError as exc:
-            internal_failure(exc)
         if as_json:
             results.append(dict(analysis.to_json(), file=spec, valid=True))
         else:
@@ -132,27 +175,20 @@ def build(spec, output, device, max_param_bytes, max_bytes, max_depth, max_nodes
 
     Load it back with archspec.load_checkpoint(FILE) or torch.load(FILE, weights_only=True)."""
     from .spec import load
-    err = make_console(stderr=True)
-    try:
+    with reported():
         text = _read_spec_text(spec, max_bytes)
         network = load(spec, limits=make_limits(max_bytes, max_depth, max_nodes))
-        if Path(output).resolve() == Path(spec).resolve():
-            raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
-                                       hint="choose another output file"))
+        refuse_overwrite(spec, output)
         from . import compile as compile_spec
         from .backends.torch_backend import save_checkpoint
+        from .fileio import atomic_write
         model = compile_spec(network, device=device, max_param_bytes=max_param_bytes)
-    except SpecError as exc:
-        print_diagnostics(exc.diagnostics, err)
-        sys.exit(1)
-    except InternalError as exc:
-        internal_failure(exc)
-    n = sum(p.numel() for p in model.parameters())
-    if device == "meta":
-        click.echo(f"built {network.name} on the meta device: {n:,} parameters (nothing saved)")
-        return
-    from .fileio import atomic_write
-    atomic_write(output, lambda f: save_checkpoint(model, text, f))
+        n = sum(p.numel() for p in model.parameters())
+        if device == "meta":
+            click.echo(f"built {network.name} on the meta device: {n:,} parameters "
+                       "(nothing saved)")
+            return
+        atomic_write(output, lambda f: save_checkpoint(model, text, f))
     click.echo(f"wrote {output}: {network.name}, {n:,} parameters "
                f"(load with archspec.load_checkpoint)")
 
@@ -191,26 +227,13 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
     Boxes are layers coloured by family, clusters are blocks; dashed orange edges are skip
     connections. The file is written only when drawing succeeded."""
     from .analysis import analyze
-    from .backends.diagram import RenderError, render
+    from .backends.diagram import render
     from .spec import load
-    err = make_console(stderr=True)
-    try:
-        if Path(output).resolve() == Path(spec).resolve():
-            raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
-                                       hint="choose another output file"))
+    with reported():
+        refuse_overwrite(spec, output)
         analysis = analyze(load(spec, limits=make_limits(max_bytes, max_depth, max_nodes)))
         render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
                rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
-    except SpecError as exc:
-        print_diagnostics(exc.diagnostics, err)
-        sys.exit(1)
-    except RenderError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"  hint: {exc.hint}", err=True)
-        sys.exit(1)
-    except InternalError as exc:
-        internal_failure(exc)
     click.echo(f"wrote {output}")
 
 
@@ -225,16 +248,10 @@ def verify(spec, device, batch_size, max_bytes, max_depth, max_nodes):
     with the static analysis (forward hooks on every module). Exit 1 on any difference."""
     from .analysis import analyze
     from .spec import load
-    err = make_console(stderr=True)
-    try:
+    with reported():
         analysis = analyze(load(spec, limits=make_limits(max_bytes, max_depth, max_nodes)))
         from .backends.verify import mismatches
         problems = mismatches(analysis, device=device, batch_size=batch_size)
-    except SpecError as exc:
-        print_diagnostics(exc.diagnostics, err)
-        sys.exit(1)
-    except InternalError as exc:
-        internal_failure(exc)
     for line in problems:
         click.echo(f"mismatch: {line}", err=True)
     if problems:

@@ -86,3 +86,7 @@ class InternalError(Exception):
 
     def __init__(self, message: str):
         super().__init__(f"internal error in archspec (this is a bug, please report it): {message}")
+
+
+class DeviceUnavailable(Exception):
+    """The torch device asked for does not exist or is not available on this machine."""

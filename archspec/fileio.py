@@ -11,7 +11,11 @@ def atomic_write(path: str | os.PathLike, write: Callable, mode: str = "wb") -> 
     """Call write(file) on a temp file in the target's folder and rename it over the target only
     if write succeeded, so a failure never leaves a half-written file."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
+                                   suffix=".tmp")
+    except OSError as exc:  # name the file the user asked for, not our temporary
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
     try:
         with os.fdopen(fd, mode) as handle:
             write(handle)

@@ -112,3 +112,22 @@ def test_check_json_reports_every_error_with_its_layer(tmp_path):
     assert got == [(4, 60, "conv1", "did you mean 'same'?"),
                    (5, 12, None, "did you mean 'dense'?"),          # unknown type: no name yet
                    (6, 18, "conv2", "did you mean 'out_channels'?")]
+
+
+def test_unwritable_output_and_missing_device_are_errors_not_tracebacks(tmp_path):
+    missing = tmp_path / "no_such_folder" / "out.pt"
+    for args in (("build", SPECS / "lenet5.yaml", "-o", missing),
+                 ("diagram", SPECS / "lenet5.yaml", "-o", missing.with_suffix(".dot"))):
+        result = cli(*args)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "no_such_folder" in result.stderr
+        assert ".tmp" not in result.stderr                  # names the user's file
+    # a CPU-only torch has no CUDA; a typo is no device at all
+    for device in ("cuda", "gpu0"):
+        result = cli("build", SPECS / "lenet5.yaml", "-o", tmp_path / "m.pt", "--device", device)
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert f"device '{device}' is not available" in result.stderr
+        assert "--device cpu" in result.stderr
+    assert not (tmp_path / "m.pt").exists()

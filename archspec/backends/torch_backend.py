@@ -11,7 +11,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ..analysis import Analysis
-from ..errors import Diagnostic, SpecError
+from ..errors import DeviceUnavailable, Diagnostic, SpecError
 from ..ir import INPUT
 
 CHECKPOINT_FORMAT = "archspec-checkpoint/1"
@@ -26,6 +26,18 @@ def available_memory_bytes() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def usable_device(device) -> torch.device:
+    """The device, probed once with an empty tensor: a CPU-only torch refuses 'cuda' here."""
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except Exception as exc:  # torch raises RuntimeError, AssertionError or NotImplementedError
+        raise DeviceUnavailable(f"device '{device}' is not available: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                                ) from exc
+    return dev
 
 
 def check_fits(analysis: Analysis, device, max_param_bytes: int | None) -> None:
@@ -51,6 +63,7 @@ def class_name(name: str) -> str:
 
 def compile_network(analysis: Analysis, *, device="cpu",
                     max_param_bytes: int | None = None) -> fx.GraphModule:
+    device = usable_device(device)
     check_fits(analysis, device, max_param_bytes)
     net = analysis.network
     modules: dict[str, nn.Module] = {}
