@@ -79,6 +79,7 @@ class LayerInfo:
     macs: int
     receptive_field: ReceptiveField | None
     notes: list[str] = field(default_factory=list)
+    identity: bool = False  # passes its input through unchanged (e.g. a projection not needed)
 
     @property
     def frozen_params(self) -> int:
@@ -191,6 +192,7 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
         counts = kind.counts(cfg, in_shapes, out)
         steps = kind.rf_steps(cfg, in_shapes)
         label = kind.label(cfg, in_shapes)
+        identity = kind.is_identity(cfg, in_shapes)
     except ShapeProblem:
         raise
     except Exception as exc:  # a kind's rule crashed: our bug, not the user's
@@ -216,7 +218,7 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
     return LayerInfo(name=node.name, type=kind.name, family=kind.family, label=label,
                      inputs=list(node.inputs), input_shapes=in_shapes, output_shape=out,
                      params=counts.params, trainable_params=trainable, buffers=counts.buffers,
-                     macs=counts.macs, receptive_field=rf, notes=notes)
+                     macs=counts.macs, receptive_field=rf, notes=notes, identity=identity)
 
 
 def shape_diagnostic(network: Network, node: Node, in_shapes, problem: ShapeProblem) -> Diagnostic:

@@ -164,10 +164,9 @@ class _View:
 
 
 def _is_identity(analysis: Analysis, node: str) -> bool:
-    """A projection shortcut that turned out to be the identity: drawn as a plain skip edge."""
-    info = analysis.layers[node]
-    return info.type == "projection" and info.params == 0 and \
-        info.input_shapes[:1] == [info.output_shape]
+    """A layer that passes its input through (a projection shortcut that was not needed) is
+    drawn as a plain edge."""
+    return analysis.layers[node].identity
 
 
 def build_model(analysis: Analysis, *, depth: int | None = None, fold: bool = True,

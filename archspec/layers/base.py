@@ -75,6 +75,10 @@ class LayerKind:
     def label(self, cfg: Any, inputs: list[Shape]) -> str:
         return self.name
 
+    def is_identity(self, cfg: Any, inputs: list[Shape]) -> bool:
+        """True when this layer passes its (first) input through unchanged, for diagrams."""
+        return False
+
     def build_torch(self, cfg: Any, inputs: list[Shape], output: Shape):
         raise NotImplementedError(self.name)
 

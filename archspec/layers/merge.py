@@ -165,6 +165,9 @@ class Projection(LayerKind):
         strides = self.strides(inputs) or (1,) * (len(inputs[0]) - 1)
         return [RFStep(1, s, 0) for s in strides]
 
+    def is_identity(self, cfg, inputs):
+        return self.strides(inputs) is None
+
     def label(self, cfg, inputs):
         strides = self.strides(inputs)
         if strides is None:
