@@ -110,6 +110,8 @@ def register(kind_cls: type[LayerKind]) -> type[LayerKind]:
 def register_composite(kind_cls):
     """Class decorator for block kinds that expand into several nodes (no shape rule of their own)."""
     _check_new_name(kind_cls.name, kind_cls.__module__)
+    if not getattr(kind_cls, "stem", ""):
+        raise ValueError(f"block kind '{kind_cls.name}' must declare a name stem (res -> res1)")
     COMPOSITES[kind_cls.name] = kind_cls()
     return kind_cls
 

@@ -30,8 +30,7 @@ class Sequential:
     stem = "seq"
 
     def expand(self, ex, cfg, item, path, scope, current):
-        start = ex.block_input(scope, item, path, current)
-        inner = ex.open_block(scope, item, self.name, path, self.stem)
+        start, inner = ex.enter_block(self, scope, item, path, current)
         if inner is None:
             return None
         return ex.close_block(scope, inner, ex.expand_items(cfg.layers, path + ("layers",), inner,
@@ -50,10 +49,10 @@ class Repeat:
     """N copies of the same layers; copy i is scope 'i' (layer1.0.conv1, layer1.1.conv1)."""
     name = "repeat"
     Config = RepeatConfig
+    stem = "repeat"
 
     def expand(self, ex, cfg, item, path, scope, current):
-        start = ex.block_input(scope, item, path, current)
-        outer = ex.open_block(scope, item, self.name, path, "repeat")
+        start, outer = ex.enter_block(self, scope, item, path, current)
         if outer is None:
             return None
         layers = cfg.layers
@@ -114,8 +113,7 @@ class _Branches:
     stem = "branches"
 
     def expand(self, ex, cfg, item, path, scope, current):
-        start = ex.block_input(scope, item, path, current)
-        inner = ex.open_block(scope, item, self.name, path, self.stem)
+        start, inner = ex.enter_block(self, scope, item, path, current)
         if inner is None:
             return None
         outs = []
@@ -159,10 +157,10 @@ class Residual:
     """out = activation(body(x) + shortcut(x))."""
     name = "residual"
     Config = ResidualConfig
+    stem = "res"
 
     def expand(self, ex, cfg, item, path, scope, current):
-        start = ex.block_input(scope, item, path, current)
-        inner = ex.open_block(scope, item, self.name, path, "res")
+        start, inner = ex.enter_block(self, scope, item, path, current)
         if inner is None:
             return None
         body = ex.expand_items(cfg.layers, path + ("layers",), inner, start)
@@ -204,10 +202,10 @@ class SeparableConv:
     """Depthwise-separable conv: a depthwise k x k conv, then a pointwise 1x1 conv."""
     name = "separable_conv"
     Config = SeparableConvConfig
+    stem = "sepconv"
 
     def expand(self, ex, cfg, item, path, scope, current):
-        start = ex.block_input(scope, item, path, current)
-        inner = ex.open_block(scope, item, self.name, path, "sepconv")
+        start, inner = ex.enter_block(self, scope, item, path, current)
         if inner is None:
             return None
         common = {"bias": cfg.bias, "trainable": cfg.trainable}

@@ -194,6 +194,11 @@ class Expander:
         outer.names[inner.prefix[-1]] = output if output is not None else full
         return output
 
+    def enter_block(self, composite, scope: Scope, item: dict, path: Path, current: str | None):
+        """A composite's prologue: its input, and its new scope (None after a reported error)."""
+        start = self.block_input(scope, item, path, current)
+        return start, self.open_block(scope, item, composite.name, path, composite.stem)
+
     def block_input(self, scope: Scope, item: dict, path: Path, current: str | None):
         if "from" in item:
             ref = item["from"]
@@ -323,8 +328,7 @@ class Expander:
         kind = item.get("type")
         if not isinstance(kind, str) or (kind not in REGISTRY and kind not in COMPOSITES):
             return None
-        stem = REGISTRY[kind].base_name if kind in REGISTRY else \
-            getattr(COMPOSITES[kind], "stem", kind)
+        stem = REGISTRY[kind].base_name if kind in REGISTRY else COMPOSITES[kind].stem
         return scope.full(self.auto_name(scope, stem))
 
     def validate_merge(self, kind_name: str, fields: dict):
