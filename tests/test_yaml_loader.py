@@ -370,6 +370,39 @@ def test_deep_nesting_fails_fast(source, column):
     assert where(diag) == (1, column)
 
 
+def test_nesting_allowed_beyond_libyamls_own_limit(any_loader):
+    """libyaml 0.2.6 (PyYAML 6.0.4) refuses more than 1000 levels by itself; our limit decides."""
+    limits = Limits(max_depth=1500)
+    data, _ = load_yaml("[" * 1200 + "]" * 1200, limits=limits)
+    for _ in range(1199):
+        [data] = data
+    assert data == []
+    diag = error_of("[" * 1600, limits=limits)
+    assert diag.message == "spec is nested more than 1500 levels deep (max_depth limit)"
+    assert where(diag) == (1, 1501)
+
+
+@pytest.mark.skipif(not HAVE_LIBYAML, reason="PyYAML built without libyaml")
+@pytest.mark.parametrize("context", ["while increasing flow level", "while increasing block level"])
+def test_libyamls_nesting_error_becomes_our_located_diagnostic(monkeypatch, context):
+    """Whatever limit the installed libyaml has, it fails as libyaml 0.2.6 does: in the scanner,
+    ahead of the events, at a position past ours."""
+
+    class EarlyLimitLoader(yl._SpecLoader):
+        def get_event(self):
+            event = super().get_event()
+            if event.start_mark.column >= 50:
+                raise yaml.scanner.ScannerError(context, event.start_mark,
+                                                "exceeded maximum nesting depth", event.start_mark)
+            return event
+
+    monkeypatch.setattr(yl, "_SpecLoader", EarlyLimitLoader)
+    diag = error_of("x: " + "[" * 1_000, limits=Limits(max_depth=20))
+    assert diag.message == "spec is nested more than 20 levels deep (max_depth limit)"
+    assert where(diag) == (1, 23)  # the mapping is level 1, the 20th "[" level 21
+    assert load_yaml("x: " + "[" * 30 + "]" * 30, limits=Limits(max_depth=40))[0]["x"]
+
+
 def test_deep_nesting_block_python_fallback(any_loader):
     assert "max_depth" in error_of("- " * 100_000 + "x\n").message
 

@@ -31,26 +31,35 @@ from archspec.errors import Diagnostic, SpecError
 
 Path = tuple[str | int, ...]
 
+class _PySpecLoader(yaml.SafeLoader):
+    """Safe loader used only as an event source, tag resolver and scalar converter (pure Python)."""
+
+
 # The libyaml-backed loader is ~5x faster and reports the same marks; fall back if absent.
 try:
     from yaml.cyaml import CParser as _CParser
-    from yaml.cyaml import CSafeLoader as _BaseLoader
+    from yaml.cyaml import CSafeLoader
+
+    class _SpecLoader(CSafeLoader):
+        """The same, with libyaml's parser."""
+
 except ImportError:  # PyYAML built without libyaml
     _CParser = None
-    _BaseLoader = yaml.SafeLoader
-
-
-class _SpecLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe loader used only as an event source, tag resolver and scalar converter."""
-
+    _SpecLoader = _PySpecLoader  # type: ignore[misc]
 
 # YAML 1.1 only reads a number as a float when it has a dot and a signed exponent, so `1e-3`,
 # `1E5` and `2.5e3` would stay strings; scientific notation is too common in specs for that.
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+for _loader in {_SpecLoader, _PySpecLoader}:
+    _loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
+
+# libyaml 0.2.6 (in PyYAML 6.0.4) stops at its own nesting limit of 1000 levels, and its scanner
+# reads up to 1024 characters ahead, so a deep flow collection hits that limit before we see the
+# event that crosses ours.  The pure-Python parser has no such limit (and no recursion).
+_LIBYAML_NESTING_LIMIT = re.compile(r"maximum nesting|nest(ing)? level", re.IGNORECASE)
 
 
 _CORE = "tag:yaml.org,2002:"
@@ -193,7 +202,7 @@ class _Frame:
 
 
 class _Builder:
-    def __init__(self, loader: _SpecLoader, limits: Limits, smap: SourceMap):
+    def __init__(self, loader: yaml.SafeLoader, limits: Limits, smap: SourceMap):
         self.loader = loader
         self.limits = limits
         self.smap = smap
@@ -630,12 +639,24 @@ def load_yaml(source: str | bytes, filename: str = "<string>", limits: Limits = 
     smap = SourceMap(filename, _LINE_BREAK.split(text))
     # libyaml reports reader errors as byte offsets, the pure-Python reader as character offsets.
     byte_offsets = _CParser is not None and issubclass(_SpecLoader, _CParser)
+    try:
+        return _parse(_SpecLoader, text, limits, smap), smap
+    except yaml.YAMLError as exc:
+        if not (byte_offsets and _LIBYAML_NESTING_LIMIT.search(str(getattr(exc, "problem", "")))):
+            _syntax_error(exc, text, filename, smap.lines, byte_offsets)
+    # Only libyaml's nesting limit gets here: our own depth check, located, from the Python parser.
+    smap = SourceMap(filename, smap.lines)
+    try:
+        return _parse(_PySpecLoader, text, limits, smap), smap
+    except yaml.YAMLError as exc:
+        _syntax_error(exc, text, filename, smap.lines, byte_offsets=False)
+
+
+def _parse(loader_class: type, text: str, limits: Limits, smap: SourceMap) -> Any:
     loader = None
     try:
-        loader = _SpecLoader(text)  # the pure-Python reader already checks characters here
-        return _Builder(loader, limits, smap).document(), smap
-    except yaml.YAMLError as exc:
-        _syntax_error(exc, text, filename, smap.lines, byte_offsets)
+        loader = loader_class(text)  # the pure-Python reader already checks characters here
+        return _Builder(loader, limits, smap).document()
     finally:
         if loader is not None:
             loader.dispose()
