@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import os
 from pathlib import Path as FsPath
 from typing import Any
@@ -10,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..analysis import MAX_VALUES
 from ..errors import SpecError
-from ..ir import Network
+from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
-from .expand import Expander, Scope, did_you_mean
+from .expand import Expander, Scope
 from .yaml_loader import Limits, load_yaml, load_yaml_file
 
+BLOCK_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a type name, and the stem of its instances' names
 MAX_DIM = 10 ** 9  # per input dim: larger is certainly a typo, and keeps products sane
 
 
@@ -33,10 +35,13 @@ class SpecDocument(BaseModel):
     description: str | None = None
     input: list[PositiveInt] = Field(min_length=1, max_length=4, description=(
         "Input shape without the batch dim, channels first: [C, L], [C, H, W] or [C, D, H, W]."))
-    blocks: dict[str, BlockDefinition] = Field(default_factory=dict,
-                                               description="User-defined blocks, used as types.")
+    blocks: dict[str, BlockDefinition] = Field(
+        default_factory=dict, description="User-defined blocks, used as types.",
+        json_schema_extra={"propertyNames": {"pattern": f"^{BLOCK_NAME}$"}})
     layers: list[Any] = Field(json_schema_extra={"archspec_nested": "layers"})
-    outputs: list[str] | None = Field(None, description="Output layer names; default: the last.")
+    outputs: list[str] | None = Field(None, min_length=1, description=(
+        "Output layer names (qualified names such as res.conv1 reach into blocks); default: the "
+        "last layer."))
 
 
 def load(source: str | os.PathLike, *, limits: Limits = Limits(),
@@ -69,7 +74,15 @@ def build_network(data: Any, smap) -> Network:
         raise SpecError(probe.diagnostics)
     diagnostics = []
     for name in doc.blocks:
-        if name in REGISTRY or name in COMPOSITES:
+        if not re.fullmatch(BLOCK_NAME, name):
+            fixed = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+            fixed = fixed if re.fullmatch(BLOCK_NAME, fixed) else f"block_{fixed}".strip("_")
+            diagnostics.append(smap.diagnostic(
+                ("blocks", name), f"block name {name!r} is not a valid name", at_key=True,
+                hint="a block name is used as a layer type and names its layers: start with a "
+                     f"letter or '_', then letters, digits and '_' (no dots or spaces), e.g. "
+                     f"{fixed}"))
+        elif name in REGISTRY or name in COMPOSITES:
             diagnostics.append(smap.diagnostic(("blocks", name), f"block name '{name}' is a "
                                                "built-in layer type", at_key=True,
                                                hint="rename the block"))
@@ -85,28 +98,29 @@ def build_network(data: Any, smap) -> Network:
         raise SpecError(diagnostics)
     blocks = {k: v.model_dump() for k, v in doc.blocks.items()}
     ex = Expander(smap, blocks)
-    ex.expand_items(doc.layers, ("layers",), Scope(prefix=()), "input")
-    outputs = _outputs(ex, doc, smap)
+    top = Scope(prefix=())
+    ex.expand_items(doc.layers, ("layers",), top, "input")
+    outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
         raise SpecError(ex.diagnostics)
     return Network(name=doc.name, description=doc.description, input_shape=tuple(doc.input),
                    nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap)
 
 
-def _outputs(ex: Expander, doc: SpecDocument, smap) -> list[str]:
+def _outputs(ex: Expander, doc: SpecDocument, top: Scope) -> list[str]:
+    """The nodes named by outputs:, resolved by the same rule as from: (qualified names reach
+    into blocks; a layer's name means its output as written, activation included)."""
     if not ex.nodes:
         return []
     if doc.outputs is None:
         return [next(reversed(ex.nodes))]
-    known = {n.split(".")[-1] if "." not in n else n: n for n in ex.nodes}
-    known.update({n: n for n in ex.nodes})
-    known.update({b: blk.output for b, blk in ex.blocks.items() if blk.output})
     outs = []
     for i, name in enumerate(doc.outputs):
-        if name not in known:
-            ex.diagnostics.append(smap.diagnostic(
-                ("outputs", i), f"output '{name}' is not a layer",
-                hint=did_you_mean(name, list(known)) or "name a top-level layer"))
-        else:
-            outs.append(known[name])
+        if name == INPUT:
+            ex.error(("outputs", i), "the network input cannot be an output",
+                     hint="name a layer")
+            continue
+        found = ex.resolve(top, name, ("outputs", i))
+        if found is not None:
+            outs.append(found)
     return outs

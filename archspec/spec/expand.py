@@ -12,15 +12,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import Diagnostic
+from ..errors import Diagnostic, InternalError
 from ..ir import INPUT, Block, Node, Path
 from ..layers.base import COMPOSITES, REGISTRY, LayerConfig
 from . import params as param_expr
 from .messages import (SYNONYMS, describe_field, did_you_mean, existing_path, field_info,
-                       group_errors, locate, show_value, value_at, value_hint)
+                       group_errors, is_foreign_layer, locate, show_value, value_at, value_hint)
 
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
-MAX_NESTING = 100  # blocks inside blocks (user blocks and composites), counted by scope depth
+MAX_NESTING = 100  # blocks inside blocks: every user block and composite expanded counts a level
 
 
 @dataclass
@@ -63,6 +63,8 @@ class Expander:
         self.diagnostics: list[Diagnostic] = []
         self.reported: set[tuple] = set()
         self.instantiating: list[str] = []   # user blocks being expanded (recursion check)
+        self.scopes: dict[str, Scope] = {}   # block full name -> its scope, for qualified names
+        self.depth = 0                       # blocks being expanded, one inside the other
         self.too_big = False
 
     # ---- diagnostics -------------------------------------------------------------------
@@ -108,32 +110,68 @@ class Expander:
             return None
         return local
 
-    def resolve(self, scope: Scope, ref: Any, path: Path) -> str | None:
+    def resolve(self, scope: Scope, ref: Any, path: Path, own: str | None = None) -> str | None:
+        """The node giving the value of `ref` as written at `path` (None after an error).
+        A qualified name (res.conv1, layer1.0.conv1) starts at a visible name and reaches into
+        blocks; `own` is the name of the layer or block whose input this is."""
         if not isinstance(ref, str):
             self.error(path, f"'from' must name a layer, got {ref!r}", scope=scope)
             return None
         if ref == INPUT:
             return INPUT
-        found = scope.lookup(ref)
-        if found is not None:
-            return found
-        later = [n for n in self.all_local_names(scope) if n == ref]
+        first, *rest = ref.split(".")
+        holder = scope
+        while holder is not None and first not in holder.names:
+            holder = holder.parent
+        if holder is None:
+            self.unresolved(scope, ref, path, own)
+            return None
+        found, block = holder.names[first], holder.full(first)
+        for depth, part in enumerate(rest):
+            inner = self.scopes.get(block)
+            if inner is None or part not in inner.names:
+                reached = ".".join([first, *rest[:depth]])
+                if inner is None:
+                    self.error(path, f"'{reached}' is a layer, not a block: it has no layer "
+                               f"'{part}'", hint=f"write '{reached}' for its output", scope=scope)
+                else:
+                    self.error(path, f"block '{reached}' has no layer named '{part}'", scope=scope,
+                               hint=did_you_mean(part, list(inner.names)) or
+                               f"its layers: {', '.join(list(inner.names)[:8])}")
+                return None
+            found, block = inner.names[part], inner.full(part)
+        here = ".".join(scope.prefix)
+        if found in self.blocks and (here == found or here.startswith(found + ".")):
+            self.error(path, f"'{ref}' is the block this layer is in: a layer cannot read the "
+                       "output of its own enclosing block", scope=scope,
+                       hint="to read the block's input, leave out 'from' on its first layer; "
+                            "else name a layer above the block")
+            return None
+        return found
+
+    def unresolved(self, scope: Scope, ref: str, path: Path, own: str | None) -> None:
+        """The error for a name that nothing visible answers to."""
+        if ref == own:
+            self.error(path, f"'{ref}' reads itself: a layer cannot take its own output as input",
+                       hint="name the layer it should read, or leave out 'from' to read the "
+                            "layer above", scope=scope)
+            return
+        later = "." not in ref and ref in self.all_local_names(scope)
         if later:
             self.error(path, f"'{ref}' is defined further down; a layer can only take inputs from "
                        "layers above it", hint="move this layer below it (this keeps the network "
                        "acyclic: cycles are not allowed)", scope=scope)
-            return None
-        inside = [n for n in self.nodes if n.split(".")[-1] == ref or n.endswith("." + ref)]
+            return
+        inside = [n for n in self.nodes if n.endswith("." + ref)]
         hint = did_you_mean(ref, scope.visible() + [INPUT])
         if inside:
-            self.error(path, f"'{ref}' is inside block '{inside[0].rsplit('.', 1)[0]}' and not "
+            self.error(path, f"'{ref}' is inside block '{inside[0][:-len(ref) - 1]}' and not "
                        "visible here", scope=scope,
-                       hint=hint or "refer to the block by its name (its output) instead; names "
-                       "inside a block are private to it")
+                       hint=hint or f"write its qualified name '{inside[0]}' (names inside a "
+                       "block are private unless qualified), or the block's name for its output")
         else:
             self.error(path, f"no layer named '{ref}' is visible here", scope=scope,
                        hint=hint or f"visible names: {', '.join(scope.visible()[-8:]) or 'input'}")
-        return None
 
     def all_local_names(self, scope: Scope) -> set[str]:
         names, s = set(), scope
@@ -157,7 +195,7 @@ class Expander:
             return None
         if scope.frozen and cfg.trainable:
             cfg = cfg.model_copy(update={"trainable": False})
-        name = scope.full(local)
+        name = self.unique(scope.full(local))
         broken = any(i is None for i in inputs)
         self.nodes[name] = Node(name=name, kind=kind, cfg=cfg,
                                 inputs=[i for i in inputs if i is not None], path=path,
@@ -167,6 +205,13 @@ class Expander:
         scope.name_paths[local] = path
         self.note_member(scope, name)
         return name
+
+    def unique(self, full: str) -> str:
+        """Names are checked where they are written (no dots, one per scope), so two layers can
+        never share a qualified name; if they did, the model would silently lose one."""
+        if full in self.nodes or full in self.blocks:
+            raise InternalError(f"two layers got the qualified name '{full}'")
+        return full
 
     def note_member(self, scope: Scope, name: str) -> None:
         for i in range(1, len(scope.prefix) + 1):
@@ -179,14 +224,16 @@ class Expander:
         local = self.claim(scope, item, stem, path)
         if local is None:
             return None
-        full = scope.full(local)
+        full = self.unique(scope.full(local))
         parent = ".".join(scope.prefix) or None
         self.blocks[full] = Block(name=full, kind=kind, path=path, parent=parent)
         scope.names[local] = full  # resolved to the output node when the block closes
         scope.name_paths[local] = path
-        return Scope(prefix=scope.prefix + (local,), parent=scope,
-                     frozen=scope.frozen or item.get("trainable") is False,
-                     context=list(scope.context))
+        inner = Scope(prefix=scope.prefix + (local,), parent=scope,
+                      frozen=scope.frozen or item.get("trainable") is False,
+                      context=list(scope.context))
+        self.scopes[full] = inner
+        return inner
 
     def close_block(self, outer: Scope, inner: Scope, output: str | None) -> str | None:
         full = ".".join(inner.prefix)
@@ -208,7 +255,7 @@ class Expander:
                                hint="merge the inputs first (concat/add)", scope=scope)
                     return None
                 ref = ref[0]
-            return self.resolve(scope, ref, path + ("from",))
+            return self.resolve(scope, ref, path + ("from",), own=item.get("name"))
         return current
 
     # ---- the walk ----------------------------------------------------------------------
@@ -238,28 +285,40 @@ class Expander:
             self.error(path, "layer has no 'type'", hint="add e.g. 'type: conv'", scope=scope)
             return None
         type_path = path + ("type",) if "type" in item else path
-        if len(scope.prefix) >= MAX_NESTING and (kind_name in self.user_blocks or
-                                                 kind_name in COMPOSITES):
-            # expansion recurses once per level: refuse before Python's stack runs out
-            self.error(type_path, f"blocks are nested more than {MAX_NESTING} levels deep",
-                       hint="a chain of blocks using blocks this long is almost certainly a "
-                            "mistake; flatten it", notes=scope.context[:1] + scope.context[-1:])
-            self.too_big = True
-            return None
-        if kind_name in self.user_blocks:
-            return self.expand_user_block(kind_name, item, path, scope, current)
-        if kind_name in COMPOSITES:
-            cfg = self.validate(COMPOSITES[kind_name].Config, item, path, scope)
-            if cfg is None:
+        if kind_name in self.user_blocks or kind_name in COMPOSITES:
+            if self.depth >= MAX_NESTING:
+                # expansion recurses once per level: refuse before Python's stack runs out
+                self.error(type_path, f"blocks are nested more than {MAX_NESTING} levels deep",
+                           hint="a chain of blocks using blocks this long is almost certainly a "
+                                "mistake; flatten it", notes=scope.context[:1] + scope.context[-1:])
+                self.too_big = True
                 return None
-            return COMPOSITES[kind_name].expand(self, cfg, item, path, scope, current)
+            self.depth += 1
+            try:
+                return self.expand_block(kind_name, item, path, scope, current)
+            finally:
+                self.depth -= 1
         if kind_name in REGISTRY:
             return self.expand_layer(item, path, scope, current)
         choices = list(REGISTRY) + list(COMPOSITES) + list(self.user_blocks)
+        if is_foreign_layer(kind_name):
+            self.error(type_path, f"'{kind_name}' is not a layer type of archspec", scope=scope,
+                       hint=f"archspec's layer types: {', '.join(sorted(choices))} (fields: "
+                            "'archspec types')")
+            return None
         self.error(type_path, f"unknown layer type '{kind_name}'",
                    hint=did_you_mean(kind_name, choices, SYNONYMS) or
                    "run 'archspec types' for the list of layer types", scope=scope)
         return None
+
+    def expand_block(self, kind_name: str, item: dict, path: Path, scope: Scope,
+                     current: str | None) -> str | None:
+        if kind_name in self.user_blocks:
+            return self.expand_user_block(kind_name, item, path, scope, current)
+        cfg = self.validate(COMPOSITES[kind_name].Config, item, path, scope)
+        if cfg is None:
+            return None
+        return COMPOSITES[kind_name].expand(self, cfg, item, path, scope, current)
 
     def expand_layer(self, item: dict, path: Path, scope: Scope, current: str | None):
         kind = REGISTRY[item["type"]]
@@ -271,7 +330,7 @@ class Expander:
             refs = [refs]
         where = [("from", i) if isinstance(cfg.from_, list) else ("from",)  # point at the name
                  for i in range(len(refs))]
-        inputs = [self.resolve(scope, r, path + at) if cfg.from_ is not None else r
+        inputs = [self.resolve(scope, r, path + at, own=cfg.name) if cfg.from_ is not None else r
                   for r, at in zip(refs, where)]
         if cfg.from_ is None and current is None:
             inputs = [None]
@@ -288,7 +347,10 @@ class Expander:
         name = self.add_node(scope, item, cfg, inputs, path)
         activation = getattr(cfg, "activation", None)
         if activation is not None and name is not None:
-            return self.add_activation(scope, activation, name, path + ("activation",))
+            out = self.add_activation(scope, activation, name, path + ("activation",))
+            if out is not None:  # the layer's name means its output as written: activated
+                scope.names[name.rsplit(".", 1)[-1]] = out
+            return out
         return name
 
     def add_activation(self, scope: Scope, activation: str, source: str | None, path: Path):
@@ -296,9 +358,11 @@ class Expander:
         if kind is None or kind.family != "activation":
             choices = [k for k, v in REGISTRY.items() if v.family == "activation"]
             known = activation in REGISTRY or activation in COMPOSITES
+            foreign = is_foreign_layer(activation)
             self.error(path, f"'{activation}' is a layer type, not an activation" if known else
+                       f"'{activation}' is not an activation of archspec" if foreign else
                        f"unknown activation '{activation}'", scope=scope,
-                       hint=did_you_mean(activation, choices, SYNONYMS) or
+                       hint=(None if foreign else did_you_mean(activation, choices, SYNONYMS)) or
                        (f"write the {activation} as a layer of its own; " if known else "") +
                        f"activation: takes one of {', '.join(choices)}")
             return None

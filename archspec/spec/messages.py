@@ -27,6 +27,26 @@ SYNONYMS = {
 }
 
 
+# Layers of other frameworks that archspec does not have: naming one gets "not a layer type of
+# archspec", not a did-you-mean that points at a different layer (layer_norm is no batch_norm).
+FOREIGN_LAYERS = {
+    "layernorm", "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
+    "lstm", "gru", "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
+    "attention", "selfattention", "multiheadattention", "mha", "crossattention",
+    "transformer", "transformerencoder", "transformerdecoder", "transformerencoderlayer",
+    "transformerdecoderlayer", "positionalencoding", "positionalembedding", "embedding",
+    "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
+    "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
+    "tanhshrink", "threshold", "bilinear", "reshape", "view", "permute", "transpose", "squeeze",
+    "unsqueeze", "unflatten", "pad", "zeropad", "zeropadding", "constantpad", "reflectionpad",
+    "replicationpad", "fold", "unfold", "lambda", "alphadropout", "gaussiannoise", "cropping",
+}
+
+
+def is_foreign_layer(word: str) -> bool:
+    return _canonical(word) in FOREIGN_LAYERS
+
+
 def _canonical(text: str) -> str:
     text = re.sub(r"[_\-\s]", "", text.lower())
     return re.sub(r"([123]d)$", "", text)
@@ -312,6 +332,8 @@ def value_hint(info, name: str, value: Any) -> str:
             "positive" in describe_field(info):
         return "sizes, counts and strides start at 1" if _accepts(annotation, int) else \
             f"{name} must be greater than 0"
+    if value == [] and not info.is_required():
+        return f"give at least one, or leave out '{name}' for its default"
     if describe_field(info).endswith("of layers"):
         return "write the layers as a YAML list: '- {type: conv, ...}' or '- relu'"
     literals = _literals(annotation)
