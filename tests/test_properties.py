@@ -257,22 +257,22 @@ class Gen:
         stride = aligned or (draw(st.integers(1, 2)) if self.rf_only or draw(st.booleans())
                              else None)
         paths = [self.layers(shape, depth, stride) for _ in range(draw(st.integers(1, 3)))]
-        dim = 0
+        dim = 1  # PyTorch's numbering: 0 is the batch, 1 the channels, negative from the end
         if merge == "concat" and not self.rf_only and draw(st.integers(0, 3)) == 0:
-            dim = draw(st.integers(-len(shape), len(shape) - 1))
+            dim = draw(st.sampled_from([*range(1, len(shape) + 1), *range(-len(shape), 0)]))
+        axis = dim - 1 if dim > 0 else dim + len(shape)  # in the per-sample shape
         spatial = tuple(min(v) for v in zip(*(out[1:] for _, out in paths)))
         channels = paths[0][1][0]
         fixed = []
         for items, out in paths:
             if out[1:] != spatial:
                 items = items + [{"type": "adaptive_avg_pool", "output_size": list(spatial)}]
-            if (merge != "concat" or dim % len(shape) != 0) and out[0] != channels:
+            if (merge != "concat" or axis != 0) and out[0] != channels:
                 items = items + [{"type": "conv", "out_channels": channels, "kernel_size": 1}]
                 out = (channels, *out[1:])
             fixed.append((items, (out[0], *spatial)))
         outs = [out for _, out in fixed]
         if merge == "concat":
-            axis = dim % len(shape)
             merged = list(outs[0])
             merged[axis] = sum(o[axis] for o in outs)
             out = tuple(merged)
@@ -280,7 +280,7 @@ class Gen:
             out = outs[0]
         item = {"type": draw(st.sampled_from(["branches", "inception"])),
                 "branches": [items for items, _ in fixed], "merge": merge}
-        if dim:
+        if dim != 1:
             item["dim"] = dim
         return item, out
 

@@ -226,7 +226,7 @@ layers:
 """)
     assert where(d) == ("<string>", 6, 5)
     assert d.layer == "joined"
-    assert d.message == "concat along dim 0 needs equal sizes in dim 1, got 4x16x16, 4x8x8"
+    assert d.message == "concat along dim 1 needs equal sizes in dim 2, got 4x16x16, 4x8x8"
 
 
 def test_inception_branches_of_different_spatial_sizes():

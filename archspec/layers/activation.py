@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, create_model
 
-from .base import LayerConfig, LayerKind, ShapeProblem, register
+from .base import DIM_DOC, LayerConfig, LayerKind, register, sample_axis
 
 # name -> (torch.nn class, extra fields {field: (type, default)})
 ACTIVATIONS: dict[str, tuple[str, dict[str, tuple[Any, Any]]]] = {
@@ -19,8 +19,8 @@ ACTIVATIONS: dict[str, tuple[str, dict[str, tuple[Any, Any]]]] = {
     "hardsigmoid": ("Hardsigmoid", {}),
     "sigmoid": ("Sigmoid", {}),
     "tanh": ("Tanh", {}),
-    "softmax": ("Softmax", {"dim": (int, Field(0, description="Dim without batch; 0 = channels."))}),
-    "log_softmax": ("LogSoftmax", {"dim": (int, Field(0, description="Dim without batch."))}),
+    "softmax": ("Softmax", {"dim": (int, Field(1, description=DIM_DOC))}),
+    "log_softmax": ("LogSoftmax", {"dim": (int, Field(1, description=DIM_DOC))}),
     "identity": ("Identity", {}),
 }
 
@@ -30,19 +30,14 @@ class _Activation(LayerKind):
     torch_name = ""
 
     def output_shape(self, cfg, inputs):
-        dim = getattr(cfg, "dim", None)
-        if dim is not None and not -len(inputs[0]) <= dim < len(inputs[0]):
-            raise ShapeProblem(f"dim {dim} is out of range for a {len(inputs[0])}-dim input "
-                               f"{list(inputs[0])}", field="dim",
-                               hint="dims count without the batch dim; 0 is the channel dim")
+        if getattr(cfg, "dim", None) is not None:
+            sample_axis(cfg.dim, inputs[0], self.name, "would mix the samples of a batch")
         return inputs[0]
 
     def build_torch(self, cfg, inputs, output):
         import torch.nn as nn
         extra = cfg.model_dump(exclude={"type", "name", "from_", "trainable"})
-        if "dim" in extra:  # the spec counts dims without the batch dim
-            extra["dim"] = extra["dim"] + 1 if extra["dim"] >= 0 else extra["dim"]
-        return getattr(nn, self.torch_name)(**extra)
+        return getattr(nn, self.torch_name)(**extra)  # dim counts as in PyTorch
 
 
 for _name, (_torch_name, _fields) in ACTIVATIONS.items():

@@ -129,6 +129,25 @@ def per_dim(value: int | list[int] | tuple[int, ...], ndim: int, field: str) -> 
     return tuple(value)
 
 
+DIM_DOC = "PyTorch's dim: 0 is the batch, 1 the channels, negative counts from the end."
+
+
+def sample_axis(dim: int, shape: Shape, kind: str, why: str) -> int:
+    """The axis of a per-sample shape (no batch) that PyTorch's `dim` names on a batch of such
+    samples; a dim out of range, or naming the batch, is the user's error."""
+    rank = len(shape) + 1
+    if not -rank <= dim < rank:
+        raise ShapeProblem(f"dim {dim} is out of range for a batch of {fmt_shape(shape)} "
+                           f"({rank} dims with the batch)", field="dim",
+                           hint=f"dims count as in PyTorch: 0 is the batch, 1 the channels, up to "
+                                f"{rank - 1}; -1 is the last")
+    if dim % rank == 0:
+        raise ShapeProblem(f"{kind} along dim {dim}, the batch dim, {why}", field="dim",
+                           hint="dims count as in PyTorch: 0 is the batch, 1 the channels; "
+                                "write dim: 1 for the channels (or -1 for the last dim)")
+    return dim % rank - 1
+
+
 def check_declared(cfg, field: str, actual: int, what: str = "channels") -> None:
     """in_channels / in_features / num_features are inferred; if the user wrote one, it must agree."""
     given = getattr(cfg, field)

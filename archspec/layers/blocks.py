@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import LayerConfig, register_composite
+from .base import DIM_DOC, LayerConfig, register_composite
 from .conv import Padding
 
 NESTED = {"archspec_nested": "layers"}          # a list of layers
@@ -101,7 +101,7 @@ class BranchesConfig(LayerConfig):
     branches: list[list[Any]] = Field(min_length=1, json_schema_extra=NESTED_LISTS,
                                       description="Parallel paths, each a list of layers.")
     merge: Literal["concat", "add", "multiply"] = "concat"
-    dim: int = Field(0, description="Concat dim without batch; 0 = channels.")
+    dim: int = Field(1, description="Concat dim (merge: concat). " + DIM_DOC)
 
 
 class InceptionConfig(BranchesConfig):

@@ -6,7 +6,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from .. import shapes
-from .base import Counts, LayerConfig, LayerKind, RFStep, ShapeProblem, fmt_shape, register
+from .base import (DIM_DOC, Counts, LayerConfig, LayerKind, RFStep, ShapeProblem, fmt_shape,
+                   register, sample_axis)
 
 
 def listing(inputs) -> str:
@@ -15,7 +16,7 @@ def listing(inputs) -> str:
 
 class ConcatConfig(LayerConfig):
     type: Literal["concat"]
-    dim: int = Field(0, description="Dim without batch; 0 = channels.")
+    dim: int = Field(1, description=DIM_DOC)
 
 
 class _Merge(LayerKind):
@@ -34,26 +35,24 @@ class Concat(_Merge):
         if any(len(s) != rank for s in inputs):
             raise ShapeProblem(f"concat inputs have different ranks: {listing(inputs)}",
                                hint="flatten or pool the inputs to the same rank first")
-        dim = cfg.dim % rank if -rank <= cfg.dim < rank else None
-        if dim is None:
-            raise ShapeProblem(f"dim {cfg.dim} is out of range for rank-{rank} inputs", field="dim",
-                               hint=f"dims count without the batch dim, from 0 (channels) to "
-                                    f"{rank - 1}; -1 is the last")
-        for axis in range(rank):
-            if axis != dim and len({s[axis] for s in inputs}) > 1:
+        axis = sample_axis(cfg.dim, inputs[0], "concat", "would change the batch size")
+        for other in range(rank):
+            if other != axis and len({s[other] for s in inputs}) > 1:
                 raise ShapeProblem(
-                    f"concat along dim {dim} needs equal sizes in dim {axis}, got {listing(inputs)}",
+                    f"concat along dim {axis + 1} needs equal sizes in dim {other + 1}, got "
+                    f"{listing(inputs)}",
                     hint="make the branches downsample alike (same strides and 'same' padding), "
                          "or crop/upsample one of them")
-        total = sum(s[dim] for s in inputs)
-        return inputs[0][:dim] + (total,) + inputs[0][dim + 1:]
+        total = sum(s[axis] for s in inputs)
+        return inputs[0][:axis] + (total,) + inputs[0][axis + 1:]
 
     def label(self, cfg, inputs):
-        return "concat" if cfg.dim == 0 else f"concat dim {cfg.dim}"
+        axis = sample_axis(cfg.dim, inputs[0], "concat", "")
+        return "concat" if axis == 0 else f"concat dim {axis + 1}"
 
     def build_torch(self, cfg, inputs, output):
         from ..backends.torch_modules import Concat as TorchConcat
-        return TorchConcat(cfg.dim % len(inputs[0]) + 1)
+        return TorchConcat(sample_axis(cfg.dim, inputs[0], "concat", "") + 1)
 
 
 class AddConfig(LayerConfig):
