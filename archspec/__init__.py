@@ -1,6 +1,7 @@
 """archspec: neural-network architectures as YAML, checked statically, compiled to PyTorch.
 
-    net = archspec.load("specs/vgg16.yaml")      # parse + expand (SpecError on bad input)
+    net = archspec.load("specs/vgg16.yaml")      # parse + expand a file (SpecError on bad input)
+    net = archspec.loads(yaml_text)              # the same from YAML text
     report = archspec.analyze(net)               # shapes, params, MACs, receptive fields
     model = archspec.compile(net)                # a trainable torch.nn.Module
     archspec.render(net, "vgg16.svg")            # a block diagram (graphviz)
@@ -15,19 +16,29 @@ from typing import Any
 from . import layers as _layers  # noqa: F401  (registers every layer kind)
 from .analysis import Analysis
 from .analysis import analyze as _analyze
-from .errors import Diagnostic, InternalError, SpecError
+from .errors import (ArchspecError, CheckpointError, Diagnostic, FileError, InternalError,
+                     SpecError, TorchMissing)
 from .ir import Network
 from .spec import Limits
 from .spec import load as _load
+from .spec import loads as _loads
 
-__all__ = ["load", "analyze", "compile", "render", "load_checkpoint", "Analysis", "Network", "Diagnostic",
-           "SpecError", "InternalError", "Limits"]
+__all__ = ["load", "loads", "analyze", "compile", "render", "load_checkpoint", "save_checkpoint",
+           "Analysis", "Network", "Diagnostic", "ArchspecError", "SpecError", "FileError",
+           "CheckpointError", "TorchMissing", "InternalError", "Limits"]
 __version__ = "0.1.0"
 
 
-def load(source: str | os.PathLike, *, limits: Limits = Limits()) -> Network:
-    """A spec from a file path or YAML text, expanded into the IR. Raises SpecError."""
-    return _load(source, limits=limits)
+def load(path: str | os.PathLike, *, limits: Limits = Limits()) -> Network:
+    """The spec file at path (a str is always a path, whatever its suffix), expanded into the IR.
+    Raises SpecError. For YAML text, use loads()."""
+    return _load(path, limits=limits)
+
+
+def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>") -> Network:
+    """A spec given as YAML text (never read as a path), expanded into the IR. Raises SpecError;
+    `filename` names the text in diagnostics."""
+    return _loads(text, limits=limits, filename=filename)
 
 
 def _network(spec: Network | str | os.PathLike) -> Network:
@@ -36,18 +47,23 @@ def _network(spec: Network | str | os.PathLike) -> Network:
 
 def analyze(spec: Network | str | os.PathLike, *, batch_size: int = 1,
             dtype_bytes: int = 4) -> Analysis:
-    """Static shapes, counts, MACs, receptive fields and memory; no torch. Raises SpecError."""
+    """Static shapes, counts, MACs, receptive fields and memory; no torch. Raises SpecError.
+    spec: a Network (from load/loads) or a spec file path."""
     return _analyze(_network(spec), batch_size=batch_size, dtype_bytes=dtype_bytes)
 
 
 def compile(spec: Network | str | os.PathLike, *, device: Any = "cpu",
-            max_param_bytes: int | None = None):
+            max_memory: int | None = None, max_param_bytes: int | None = None):
     """A torch.nn.Module (torch.fx.GraphModule) computing the spec, ready to train.
 
     device="meta" builds without allocating memory. Refuses (SpecError) a model whose
-    parameters would not fit in memory unless max_param_bytes allows it."""
+    parameters and buffers would not fit in memory unless max_memory allows it (max_param_bytes
+    is its older name). Raises TorchMissing when PyTorch is not installed."""
+    from .backends import require_torch
+    require_torch()
     from .backends.torch_backend import compile_network
-    return compile_network(analyze(spec), device=device, max_param_bytes=max_param_bytes)
+    limit = max_memory if max_memory is not None else max_param_bytes
+    return compile_network(analyze(spec), device=device, max_memory=limit)
 
 
 def render(spec: Analysis | Network | str | os.PathLike, output: str | os.PathLike | None = None, **options):
@@ -56,7 +72,22 @@ def render(spec: Analysis | Network | str | os.PathLike, output: str | os.PathLi
     return _render(spec if isinstance(spec, Analysis) else analyze(spec), output, **options)
 
 
-def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu"):
-    """The model saved by 'archspec build': rebuilt from its spec text, weights restored."""
-    from .backends.torch_backend import load_checkpoint as _load_checkpoint
-    return _load_checkpoint(path, device=device)
+def save_checkpoint(model, path: str | os.PathLike) -> int:
+    """Save a model made by compile() or load_checkpoint() (trained or not) as 'archspec build'
+    does: its spec text and state_dict, readable with torch.load(weights_only=True). The file is
+    written atomically after checking the free space; returns the bytes written."""
+    from .backends import require_torch
+    require_torch()
+    from .backends.checkpoint import save_checkpoint as _save_checkpoint
+    return _save_checkpoint(model, path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: Any = "cpu",
+                    max_memory: int | None = None):
+    """The model saved by 'archspec build' or save_checkpoint(): rebuilt from its spec text,
+    weights restored. A checkpoint is untrusted: anything wrong with it raises CheckpointError
+    (no code in it ever runs), and nothing is allocated before its tensors match its spec."""
+    from .backends import require_torch
+    require_torch()
+    from .backends.checkpoint import load_checkpoint as _load_checkpoint
+    return _load_checkpoint(path, device=device, max_memory=max_memory)

@@ -1,10 +1,13 @@
-"""The archspec command line: check, build, diagram, schema, types.
+"""The archspec command line: check, build, diagram, verify, schema, types.
 
-check/diagram/schema/types never import torch (it takes seconds); build does.
+check/diagram/schema/types never import torch (it takes seconds); build and verify do.
+Exit status: 0 success, 1 a spec, file, checkpoint or environment error (a message, never a
+traceback), 2 command-line usage, 70 a bug in archspec.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +15,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .errors import DeviceUnavailable, Diagnostic, InternalError, SpecError
+from .errors import ArchspecError, Diagnostic, InternalError, SpecError
+from .fileio import STDIO
 from .spec.yaml_loader import Limits
+from .units import human_bytes, parse_bytes
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 DEFAULT = Limits()
@@ -85,7 +90,6 @@ def reported_internal():
 def reported():
     """Every way a command can fail on the user's input ends as a message and exit 1 (70 for our
     own bugs), never a traceback."""
-    from .backends.diagram import RenderError
     try:
         yield
     except SpecError as exc:
@@ -93,29 +97,85 @@ def reported():
         sys.exit(1)
     except InternalError as exc:
         internal_failure(exc)
-    except RenderError as exc:
+    except ArchspecError as exc:  # files, checkpoints, devices, a missing torch, dot
         fail(exc.message, exc.hint)
-    except DeviceUnavailable as exc:
-        fail(str(exc), "use --device cpu, or meta to build without allocating")
     except OSError as exc:
         fail(f"cannot write '{exc.filename}': {exc.strerror}" if exc.filename else str(exc),
              "check that the output folder exists and is writable")
 
 
 def refuse_overwrite(spec: str, output: str) -> None:
-    if Path(output).resolve() == Path(spec).resolve():
+    if STDIO not in (spec, output) and Path(output).resolve() == Path(spec).resolve():
         raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
                                    hint="choose another output file"))
+
+
+# ---- files: specs in, checkpoints and pictures out (the rules are archspec.fileio's) ----------
+
+def read_network(spec: str, limits: Limits):
+    """The spec file at a path, or standard input for '-' (named <stdin> in diagnostics)."""
+    from .spec import load, load_stream
+    if spec == STDIO:
+        return load_stream(sys.stdin.buffer, limits=limits, filename="<stdin>")
+    return load(spec, limits=limits)
+
+
+def require_torch() -> None:
+    from .backends import require_torch as _require_torch
+    _require_torch()
+
+
+def describe_output(output: str, size: int) -> str:
+    return f"{'standard output' if output == STDIO else output} ({human_bytes(size)})"
+
+
+def status_stream(output: str):
+    """Where 'wrote ...' goes: stderr when the output itself went to standard output."""
+    from .fileio import output_target
+    try:
+        return sys.stderr if output_target(output).how == "stream" else sys.stdout
+    except ArchspecError:
+        return sys.stdout
+
+
+class ByteSize(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            n = parse_bytes(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if n < 1:
+            self.fail("must be at least 1 byte", param, ctx)
+        return n
+
+
+def memory_option(what: str):
+    return click.option("--max-memory", type=ByteSize(), default=None,
+                        help=f"{what} (bytes, or 500MB, 2GiB; default: the memory available).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="archspec", prog_name="archspec")
 def main():
-    """Check, compile and draw neural-network specs written in YAML."""
+    """Check, compile and draw neural-network specs written in YAML.
+
+    SPEC is a path, or - to read the spec from standard input.
+
+    \b
+    Exit status:
+      0   success (every spec valid)
+      1   a spec error, or a file, checkpoint or environment problem
+          (missing or unreadable file, no torch, no space left, ...)
+      2   command-line usage (an unknown option, a bad option value)
+      70  a bug in archspec (please report it)"""
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per spec on stdout.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
               help="Batch size for the activation-memory estimate.")
@@ -128,7 +188,6 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
     Exit status 0 when every spec is valid, 1 when any has errors."""
     from .analysis import analyze
     from .backends.report import print_report
-    from .spec import load
     out, err = make_console(), make_console(stderr=True)
     limits = make_limits(max_bytes, max_depth, max_nodes)
     failed = False
@@ -136,7 +195,7 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
     for spec in specs:
         try:
             with reported_internal():
-                analysis = analyze(load(spec, limits=limits), batch_size=batch_size,
+                analysis = analyze(read_network(spec, limits), batch_size=batch_size,
                                    dtype_bytes=DTYPE_BYTES[dtype])
         except SpecError as exc:
             failed = True
@@ -162,48 +221,57 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint file to write (.pt).")
+@click.argument("spec", metavar="SPEC")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Checkpoint file to write (.pt); - for standard output.")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda, ... or meta (build without allocating; nothing is saved).")
-@click.option("--max-param-bytes", type=click.IntRange(1), default=None,
-              help="Allow models this large (default: the memory available).")
+@memory_option("Refuse models whose parameters and buffers need more memory than this")
+@click.option("--max-param-bytes", type=click.IntRange(1), default=None, metavar="N",
+              help="The same limit in bytes (the option's first name).")
 @limit_options
-def build(spec, output, device, max_param_bytes, max_bytes, max_depth, max_nodes):
+def build(spec, output, device, max_memory, max_param_bytes, max_bytes, max_depth, max_nodes):
     """Compile SPEC to PyTorch and save a checkpoint (spec text + initial weights).
 
-    Load it back with archspec.load_checkpoint(FILE) or torch.load(FILE, weights_only=True)."""
-    from .spec import load
+    Load it back with archspec.load_checkpoint(FILE) or torch.load(FILE, weights_only=True).
+    The free disk space is checked before writing; the file is written atomically."""
+    limit = min((m for m in (max_memory, max_param_bytes) if m is not None), default=None)
     with reported():
-        text = _read_spec_text(spec, max_bytes)
-        network = load(spec, limits=make_limits(max_bytes, max_depth, max_nodes))
+        require_torch()
+        network = read_network(spec, make_limits(max_bytes, max_depth, max_nodes))
+        written, params = build_checkpoint(network, spec, output, device, limit)
+    if written is None:
+        click.echo(f"built {network.name} on the meta device: {params:,} parameters "
+                   "(nothing saved)")
+    else:
+        click.echo(f"wrote {describe_output(output, written)}: {network.name}, {params:,} "
+                   "parameters (load with archspec.load_checkpoint)", file=status_stream(output))
+
+
+def build_checkpoint(network, spec: str, output: str, device: str, max_memory: int | None):
+    """(bytes written or None on the meta device, parameter count). Every refusal (output path,
+    disk space, memory) comes before the model is allocated."""
+    from . import analyze
+    from .backends.checkpoint import estimated_checkpoint_bytes, save_checkpoint
+    from .backends.torch_backend import compile_network
+    from .fileio import check_space, output_target
+    analysis = analyze(network)
+    if device != "meta":
         refuse_overwrite(spec, output)
-        from . import compile as compile_spec
-        from .backends.torch_backend import save_checkpoint
-        from .fileio import atomic_write
-        model = compile_spec(network, device=device, max_param_bytes=max_param_bytes)
-        n = sum(p.numel() for p in model.parameters())
-        if device == "meta":
-            click.echo(f"built {network.name} on the meta device: {n:,} parameters "
-                       "(nothing saved)")
-            return
-        atomic_write(output, lambda f: save_checkpoint(model, text, f))
-    click.echo(f"wrote {output}: {network.name}, {n:,} parameters "
-               f"(load with archspec.load_checkpoint)")
-
-
-def _read_spec_text(spec: str, max_bytes: int) -> str:
-    path = Path(spec)
-    if path.is_file() and path.stat().st_size <= max_bytes:
-        return path.read_text(encoding="utf-8", errors="replace")
-    return ""
+        target = output_target(output)
+        if target.how == "atomic":
+            check_space(output, os.path.dirname(target.path) or ".",
+                        estimated_checkpoint_bytes(analysis))
+    model = compile_network(analysis, device=device, max_memory=max_memory)
+    params = sum(p.numel() for p in model.parameters())
+    return (None if device == "meta" else save_checkpoint(model, output)), params
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Picture to write (.svg, .png, .pdf, or .dot for DOT source).")
+@click.argument("spec", metavar="SPEC")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Picture to write (.svg, .png, .pdf, or .dot for DOT source); - for standard "
+                   "output (with --format).")
 @click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf", "dot"]), default=None,
               help="Output format (default: from the output file's suffix).")
 @click.option("--depth", type=click.IntRange(0), default=None,
@@ -228,30 +296,37 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
     connections. The file is written only when drawing succeeded."""
     from .analysis import analyze
     from .backends.diagram import render
-    from .spec import load
+    from .fileio import output_target
     with reported():
         refuse_overwrite(spec, output)
-        analysis = analyze(load(spec, limits=make_limits(max_bytes, max_depth, max_nodes)))
-        render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
-               rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
-    click.echo(f"wrote {output}")
+        output_target(output)  # refuse a directory or a device before drawing
+        analysis = analyze(read_network(spec, make_limits(max_bytes, max_depth, max_nodes)))
+        data = render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
+                      rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
+    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    click.echo(f"wrote {describe_output(output, size)}", file=status_stream(output))
 
 
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", metavar="SPEC")
 @click.option("--device", default="cpu", show_default=True,
               help="Run on this device; meta checks shapes and counts without allocating.")
 @click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True)
+@memory_option("Refuse runs whose parameters, buffers, input and layer outputs need more memory "
+               "than this")
 @limit_options
-def verify(spec, device, batch_size, max_bytes, max_depth, max_nodes):
+def verify(spec, device, batch_size, max_memory, max_bytes, max_depth, max_nodes):
     """Compile SPEC, run it once, and compare every layer's output shape, parameters and buffers
-    with the static analysis (forward hooks on every module). Exit 1 on any difference."""
+    with the static analysis (forward hooks on every module). Exit 1 on any difference.
+
+    A run that would not fit in memory is refused before anything is allocated."""
     from .analysis import analyze
-    from .spec import load
     with reported():
-        analysis = analyze(load(spec, limits=make_limits(max_bytes, max_depth, max_nodes)))
+        require_torch()
+        analysis = analyze(read_network(spec, make_limits(max_bytes, max_depth, max_nodes)))
         from .backends.verify import mismatches
-        problems = mismatches(analysis, device=device, batch_size=batch_size)
+        problems = mismatches(analysis, device=device, batch_size=batch_size,
+                              max_memory=max_memory)
     for line in problems:
         click.echo(f"mismatch: {line}", err=True)
     if problems:

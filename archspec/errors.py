@@ -1,4 +1,5 @@
-"""The two kinds of failure: a user's spec error (Diagnostic, SpecError) and our own bug (InternalError)."""
+"""The kinds of failure: the user's (ArchspecError: a spec error with located Diagnostics, or a
+file, checkpoint or environment problem with a hint) and our own bug (InternalError)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,7 +70,17 @@ def _excerpt(text: str, column: int | None) -> tuple[str, int | None]:
     return shown, None if caret is None else caret - start + (3 if start else 0)
 
 
-class SpecError(Exception):
+class ArchspecError(Exception):
+    """Something about the user's input or machine, never a bug: `message` says what, `hint` what
+    to do. `except archspec.ArchspecError` catches every failure that is not archspec's fault."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message + (f" (hint: {hint})" if hint else ""))
+
+
+class SpecError(ArchspecError):
     """Raised for anything wrong with a user's spec. Carries every independent diagnostic found,
     and, for shape errors, the analysis of the layers before the failure (``partial``)."""
 
@@ -78,7 +89,9 @@ class SpecError(Exception):
             diagnostics = [diagnostics]
         self.diagnostics = diagnostics
         self.partial = partial
-        super().__init__("\n".join(d.format() for d in diagnostics))
+        self.message = "\n".join(d.format() for d in diagnostics)
+        self.hint = None
+        Exception.__init__(self, self.message)
 
 
 class InternalError(Exception):
@@ -88,5 +101,22 @@ class InternalError(Exception):
         super().__init__(f"internal error in archspec (this is a bug, please report it): {message}")
 
 
-class DeviceUnavailable(Exception):
+class DeviceUnavailable(ArchspecError):
     """The torch device asked for does not exist or is not available on this machine."""
+
+    def __init__(self, message: str,
+                 hint: str | None = "use --device cpu, or meta to build without allocating"):
+        super().__init__(message, hint)
+
+
+class FileError(ArchspecError):
+    """A path archspec cannot or will not read or write (missing, a directory, a device, a FIFO,
+    no space left)."""
+
+
+class TorchMissing(ArchspecError):
+    """PyTorch is needed (compile, build, verify, checkpoints) but cannot be imported."""
+
+
+class CheckpointError(ArchspecError):
+    """A file that is not a loadable archspec checkpoint (damaged, foreign, or hostile)."""

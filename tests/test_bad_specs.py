@@ -40,7 +40,9 @@ def expectations(path: Path) -> list[dict]:
 
 def diagnostics_of(source, **kwargs) -> list[Diagnostic]:
     with pytest.raises(SpecError) as info:
-        archspec.analyze(archspec.load(source, **kwargs))
+        network = archspec.load(source, **kwargs) if isinstance(source, Path) else \
+            archspec.loads(source, **kwargs)
+        archspec.analyze(network)
     return info.value.diagnostics
 
 
@@ -223,7 +225,7 @@ def test_check_shows_the_table_up_to_the_failing_layer_before_the_errors():
 
 
 def test_scientific_notation_reads_as_numbers():
-    analysis = archspec.analyze(archspec.load("""
+    analysis = archspec.analyze(archspec.loads("""
 name: t
 input: [3, 8, 8]
 layers:

@@ -282,12 +282,12 @@ layers:
       - {type: unit, name: f}
       - {type: concat, name: cat, from: [f, e]}
 """
-    model = build_model(archspec.analyze(text), depth=1)
+    model = build_model(archspec.analyze(archspec.loads(text)), depth=1)
     heads = {b.id: b.lines[0][1] for b in model.boxes.values()}
     # a..c fold; d downsamples; e and f are identical but the concat reads e too
     assert heads == {"input": "input", "stage.a..stage.c": "unit x 3", "stage.d": "unit",
                      "stage.e": "unit", "stage.f": "unit", "stage.cat": "concat"}
-    assert len(build_model(archspec.analyze(text), depth=1, fold=False).boxes) == 8
+    assert len(build_model(archspec.analyze(archspec.loads(text)), depth=1, fold=False).boxes) == 8
 
 
 # ---------------------------------------------------------------------------------- big networks
@@ -317,7 +317,7 @@ layers:
 
 
 def test_a_200_layer_network_at_depth_1_is_one_folded_box_and_fast(tmp_path):
-    analysis = archspec.analyze(deep_spec(30))
+    analysis = archspec.analyze(archspec.loads(deep_spec(30)))
     assert len(analysis.layers) > 200
     start = time.perf_counter()
     pic = parse_svg(render_analysis(analysis, tmp_path / "deep.svg", depth=1))

@@ -6,6 +6,10 @@ Inputs: random YAML-ish text, random bytes, spec-shaped random data built from t
 vocabulary, and the zoo specs (specs/*.yaml) mutated at random (values replaced, keys renamed,
 entries deleted or duplicated, types swapped, garbage inserted, text spliced).
 
+Through PyTorch: mutated zoo specs that pass the analysis must compile and run on the meta
+device with the analysis's figures, and damaged checkpoints (bytes flipped, truncated, keys
+dropped, spec text spliced, tensors replaced) must load or raise an archspec error.
+
 FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py  runs a longer campaign.
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import archspec
-from archspec.errors import SpecError
+from archspec.errors import ArchspecError, SpecError
 from archspec.layers import COMPOSITES, REGISTRY
 from archspec.spec import build_network, load_yaml
 from archspec.spec.yaml_loader import _LINE_BREAK, load_yaml_file
@@ -41,8 +45,7 @@ def budget(n: int):
 def outcome(source: str | bytes) -> None:
     """Load and analyze; only a clean result or a well-formed SpecError may come out.
 
-    Text goes through the same steps as archspec.load(text) (parse, then expand), called
-    directly so that a random string ending in '.yaml' is not taken for a file name."""
+    Text goes through the same steps as archspec.loads(text) (parse, then expand)."""
     text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
     try:
         data, smap = load_yaml(source)
@@ -349,4 +352,107 @@ def test_spliced_zoo_text(data):
 
 def test_every_zoo_spec_is_valid():
     for text in ZOO_TEXT.values():
-        archspec.analyze(archspec.load(text))
+        archspec.analyze(archspec.loads(text))
+
+
+# --------------------------------------------------------------------------- through PyTorch
+
+def verify_outcome(text: str) -> None:
+    """A spec that passes check compiles and runs on the meta device with the analysis's shapes
+    and counts; one that fails gives a located SpecError. Nothing else may come out."""
+    from archspec.backends.verify import mismatches
+    try:
+        analysis = archspec.analyze(archspec.loads(text))
+    except SpecError as exc:
+        check_diagnostics(exc, text)
+        return
+    try:
+        problems = mismatches(analysis, device="meta", batch_size=2)
+    except ArchspecError as exc:
+        assert exc.message.strip(), exc
+        return
+    assert problems == [], problems
+
+
+@pytest.mark.skipif(not ZOO, reason="no zoo specs")
+@budget(60)
+@given(st.data())
+def test_mutated_zoo_specs_verify_on_meta(data):
+    name = data.draw(st.sampled_from(sorted(ZOO)))
+    verify_outcome(dump(data.draw(mutate(ZOO[name]))))
+
+
+CHECKPOINT_SPEC = """name: fuzzed
+input: [3, 8, 8]
+layers:
+  - {type: conv, out_channels: 4, kernel_size: 3, padding: 1, bias: false}
+  - batch_norm
+  - relu
+  - {type: max_pool, kernel_size: 2}
+  - flatten
+  - {type: dense, out_features: 3}
+"""
+
+
+def checkpoint_parts() -> dict:
+    model = archspec.compile(archspec.loads(CHECKPOINT_SPEC))
+    return {"format": "archspec-checkpoint/1", "spec": CHECKPOINT_SPEC,
+            "state_dict": model.state_dict()}
+
+
+def saved(data) -> bytes:
+    import io
+
+    import torch
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    return buffer.getvalue()
+
+
+@st.composite
+def damaged_checkpoint(draw) -> bytes:
+    import torch
+    parts = checkpoint_parts()
+    op = draw(st.sampled_from(["flip", "truncate", "drop", "spec", "tensor"]))
+    if op in ("flip", "truncate"):
+        data = bytearray(saved(parts))
+        if op == "truncate":
+            return bytes(data[:draw(st.integers(0, len(data) - 1))])
+        for _ in range(draw(st.integers(1, 8))):
+            at = draw(st.integers(0, len(data) - 1))
+            data[at] ^= draw(st.integers(1, 255))
+        return bytes(data)
+    if op == "drop":
+        where = draw(st.sampled_from(["top", "state"]))
+        table = parts if where == "top" else parts["state_dict"]
+        del table[draw(st.sampled_from(sorted(table)))]
+    elif op == "spec":
+        text = parts["spec"]
+        for _ in range(draw(st.integers(1, 3))):
+            at = draw(st.integers(0, len(text)))
+            cut = draw(st.integers(0, 8))
+            text = text[:at] + draw(st.lists(YAML_CHARS, max_size=4).map("".join)) + \
+                text[at + cut:]
+        parts["spec"] = text
+    else:
+        key = draw(st.sampled_from(sorted(parts["state_dict"])))
+        shape = draw(st.lists(st.integers(0, 5), max_size=4))
+        dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.int64, torch.bool,
+                                      torch.complex64, torch.float16]))
+        parts["state_dict"][key] = torch.zeros(shape, dtype=dtype)
+    return saved(parts)
+
+
+@budget(200)
+@given(damaged_checkpoint())
+def test_damaged_checkpoints_give_only_archspec_errors(content):
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzzed.pt"
+        path.write_bytes(content)
+        try:
+            model = archspec.load_checkpoint(path)
+        except ArchspecError as exc:
+            assert exc.message.strip() and "weights_only=False" not in exc.message
+            return
+        assert set(model.state_dict()) == set(checkpoint_parts()["state_dict"])

@@ -18,7 +18,7 @@ outputs: [seg, cls]
 
 
 def test_two_outputs_in_order():
-    a = archspec.analyze(SPEC)
+    a = archspec.analyze(archspec.loads(SPEC))
     assert a.output_shapes == [(2, 16, 16), (5,)]
     # trunk 3*8*9 + 8, seg 8*2 + 2, cls 8*5 + 5
     assert a.params == 224 + 18 + 45

@@ -353,7 +353,7 @@ def runtime_macs(model, analysis) -> dict[str, int]:
 def test_random_multipath_specs_match_pytorch(case):
     spec, expected = case
     text = yaml.safe_dump(spec, sort_keys=False)
-    analysis = archspec.analyze(archspec.load(text))
+    analysis = archspec.analyze(archspec.loads(text))
     assert analysis.output_shapes == [expected], text
     assert mismatches(analysis, device="cpu") == [], text
     model = archspec.compile(analysis.network)
@@ -427,7 +427,7 @@ def check_fields(analysis):
 @given(rf_specs())
 def test_random_receptive_fields_match_gradient_support(spec):
     text = yaml.safe_dump(spec, sort_keys=False)
-    analysis = archspec.analyze(archspec.load(text))
+    analysis = archspec.analyze(archspec.loads(text))
     exact = check_fields(analysis)
     event("a field entirely inside the input" if exact else "fields all clipped")
 
@@ -435,7 +435,7 @@ def test_random_receptive_fields_match_gradient_support(spec):
 # ---- fixed multi-path cases with known fields ---------------------------------------------
 
 def rf_case(layers: str, input_shape: str):
-    analysis = archspec.analyze(archspec.load(f"name: rf\ninput: {input_shape}\nlayers:\n"
+    analysis = archspec.analyze(archspec.loads(f"name: rf\ninput: {input_shape}\nlayers:\n"
                                               + layers))
     assert check_fields(analysis) > 0
     return analysis.layers[analysis.network.outputs[0]]

@@ -9,7 +9,7 @@ import archspec
 
 
 def run(spec: str, x) -> torch.Tensor:
-    model = archspec.compile(archspec.load(spec))
+    model = archspec.compile(archspec.loads(spec))
     with torch.no_grad():
         return model(torch.tensor(x, dtype=torch.float32).unsqueeze(0))[0]
 
@@ -40,13 +40,13 @@ layers:
 
 @pytest.mark.parametrize("padding, shape", [(0, (12, 636, 476)), (2, (12, 640, 480))])
 def test_seed_000_conv_on_640x480(padding, shape):
-    a = archspec.analyze(f"""
+    a = archspec.analyze(archspec.loads(f"""
 name: photo
 input: [3, 640, 480]
 layers:
   - {{type: conv, out_channels: 12, kernel_size: 5, padding: {padding}}}
   - {{type: max_pool, kernel_size: 2}}
-""")
+"""))
     conv, pool = a.layers.values()
     assert conv.output_shape == shape
     assert pool.output_shape == (12, shape[1] // 2, shape[2] // 2)
@@ -55,11 +55,11 @@ layers:
 
 
 def test_seed_001_conv_weight_and_bias_shapes():
-    model = archspec.compile("""
+    model = archspec.compile(archspec.loads("""
 name: c
 input: [3, 32, 32]
 layers: [{type: conv, out_channels: 16, kernel_size: 5}]
-""")
+"""))
     assert tuple(model.conv1.weight.shape) == (16, 3, 5, 5)
     assert tuple(model.conv1.bias.shape) == (16,)
 
@@ -74,7 +74,7 @@ input: [2, {size}, {size + 1}]
 layers: [{{type: conv, out_channels: 3, kernel_size: {kernel}, stride: {stride}, padding: same}},
          {{type: max_pool, kernel_size: {kernel}, stride: {stride}, padding: same}}]
 """
-    a = archspec.analyze(spec)
+    a = archspec.analyze(archspec.loads(spec))
     conv = a.layers["conv1"]
     expected = (-(-size // stride), -(-(size + 1) // stride))
     assert conv.output_shape == (3,) + expected
@@ -109,5 +109,5 @@ layers: [{{type: avg_pool, kernel_size: 2, stride: 1, padding: same,
 
 
 def test_auto_names_of_types_ending_in_a_digit():
-    a = archspec.analyze("name: n\ninput: [2, 4]\nlayers: [relu6, relu6]\n")
+    a = archspec.analyze(archspec.loads("name: n\ninput: [2, 4]\nlayers: [relu6, relu6]\n"))
     assert list(a.layers) == ["relu6_1", "relu6_2"]

@@ -36,7 +36,7 @@ def test_lenet_style_spec_learns_digits_and_frozen_weights_stay():
     y = torch.tensor(digits.target)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0,
                                                         stratify=y)
-    model = archspec.compile(SPEC)
+    model = archspec.compile(archspec.loads(SPEC))
     frozen_before = model.sobel.weight.detach().clone()
     assert frozen_before.flatten().tolist() == [-1, 0, 1, -2, 0, 2, -1, 0, 1]
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)

@@ -177,7 +177,7 @@ def test_every_spec_matches_pytorch_on_meta(path):
 
 def only_error(spec: str) -> archspec.Diagnostic:
     with pytest.raises(archspec.SpecError) as caught:
-        archspec.analyze(archspec.load(spec))
+        archspec.analyze(archspec.loads(spec))
     assert len(caught.value.diagnostics) == 1, caught.value
     return caught.value.diagnostics[0]
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..analysis import Analysis
+from ..errors import ArchspecError
 from ..ir import INPUT, Block
 from ..layers.base import fmt_shape
 from .report import human
@@ -57,11 +58,11 @@ INSTALL_HINT = ("install graphviz ('apt-get install graphviz' on Debian/Ubuntu, 
                 "the dot format (DOT source) needs no graphviz")
 
 
-class RenderError(Exception):
+class RenderError(ArchspecError):
     """The picture could not be made (no ``dot``, dot failed, bad option); nothing was written."""
 
     def __init__(self, message: str, hint: str | None = None):
-        super().__init__(f"{message}; {hint}" if hint else message)
+        Exception.__init__(self, f"{message}; {hint}" if hint else message)
         self.message, self.hint = message, hint
 
 
@@ -656,7 +657,8 @@ def render(analysis: Analysis, output: str | os.PathLike | None = None, *,
     one box). fold: consecutive identical collapsed blocks become one 'x N' box.
     params: show each layer's parameter count. rankdir: 'TB' (top to bottom) or 'LR'.
     dpi: PNG resolution. dot: the dot program (default $ARCHSPEC_DOT, else 'dot' on PATH).
-    Raises RenderError when dot is missing or fails; then no file is written."""
+    Raises RenderError when dot is missing or fails, FileError when the output path is refused
+    or cannot be written (archspec.fileio's output rule); then no file is written."""
     fmt = output_format(output, format)
     if output is not None:
         spec_file = getattr(analysis.network.source, "file", None)
@@ -668,9 +670,6 @@ def render(analysis: Analysis, output: str | os.PathLike | None = None, *,
     source = to_dot(model, rankdir=rankdir, legend=legend)
     data = source.encode("utf-8") if fmt == "dot" else run_dot(source, fmt, dot=dot, dpi=dpi)
     if output is not None:
-        from ..fileio import atomic_write
-        try:
-            atomic_write(output, lambda f: f.write(data))
-        except OSError as exc:
-            raise RenderError(f"cannot write '{output}': {exc.strerror or exc}") from None
+        from ..fileio import write_output
+        write_output(output, lambda f: f.write(data))
     return data.decode("utf-8") if fmt in ("svg", "dot") else data

@@ -6,6 +6,7 @@ from rich.table import Table
 
 from ..analysis import Analysis, LayerInfo
 from ..layers.base import fmt_shape
+from ..units import human_bytes
 
 
 def human(n: int | float, unit: str = "") -> str:
@@ -14,13 +15,6 @@ def human(n: int | float, unit: str = "") -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f}{suffix}{unit}"
     return f"{n}{' ' + unit if unit else ''}"
-
-
-def human_bytes(n: int) -> str:
-    for factor, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= factor:
-            return f"{n / factor:.2f} {suffix}"
-    return f"{n} B"
 
 
 def rf_text(info: LayerInfo) -> str:

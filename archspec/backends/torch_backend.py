@@ -10,12 +10,11 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from .. import shapes
 from ..analysis import Analysis
 from ..errors import DeviceUnavailable, Diagnostic, SpecError
 from ..ir import INPUT
-
-CHECKPOINT_FORMAT = "archspec-checkpoint/1"
-
+from ..units import human_bytes
 
 def available_memory_bytes() -> int:
     try:
@@ -40,19 +39,40 @@ def usable_device(device) -> torch.device:
     return dev
 
 
-def check_fits(analysis: Analysis, device, max_param_bytes: int | None) -> None:
+def activation_bytes(analysis: Analysis, batch_size: int, dtype_bytes: int = 4) -> int:
+    """Bytes of the input and of every layer's output for a batch (what a forward pass may hold)."""
+    per_sample = shapes.product(analysis.input_shape) + sum(
+        shapes.product(info.output_shape) for info in analysis.layers.values())
+    return per_sample * batch_size * dtype_bytes
+
+
+def check_fits(analysis: Analysis, device, max_memory: int | None, *,
+               batch_size: int | None = None) -> None:
+    """The memory guard: refuse (SpecError, nothing allocated) when the parameters and buffers,
+    plus for a forward pass (batch_size given) the input and every layer output, would not fit in
+    max_memory (default: the memory available). The analysis knows every byte beforehand."""
     if torch.device(device).type == "meta":
         return
-    need = analysis.param_bytes
-    limit = max_param_bytes if max_param_bytes is not None else available_memory_bytes()
-    if need > limit:
-        net = analysis.network
-        raise SpecError(Diagnostic(
-            f"the model needs {need / 2**30:.1f} GiB for its {analysis.params:,} parameters and "
-            f"buffers, more than the {limit / 2**30:.1f} GiB allowed", file=net.source.file,
-            line=1, column=1,
-            hint="build with device='meta' (--device meta) to inspect it without allocating, or "
-                 "raise the limit (max_param_bytes=..., --max-param-bytes)"))
+    weights = analysis.param_bytes
+    activations = 0 if batch_size is None else activation_bytes(analysis, batch_size)
+    limit = max_memory if max_memory is not None else available_memory_bytes()
+    if weights + activations <= limit:
+        return
+    allowed = (f"the {human_bytes(limit)} allowed" if max_memory is not None
+               else f"the {human_bytes(limit)} of memory available")
+    what = f"{human_bytes(weights)} for its {analysis.params:,} parameters and buffers"
+    if batch_size is None:
+        message = f"the model needs {what}, more than {allowed}"
+        hint = ("build with device='meta' (--device meta) to inspect it without allocating, or "
+                "raise the limit (max_memory=..., --max-memory)")
+    else:
+        message = (f"running the model on a batch of {batch_size:,} needs "
+                   f"{human_bytes(weights + activations)} ({what}, {human_bytes(activations)} "
+                   f"for the input and every layer's output), more than {allowed}")
+        hint = ("verify with --device meta (device='meta') to check shapes and counts without "
+                "allocating, use a smaller --batch-size, or raise the limit (--max-memory)")
+    raise SpecError(Diagnostic(message, file=analysis.network.source.file, line=1, column=1,
+                               hint=hint))
 
 
 def class_name(name: str) -> str:
@@ -62,9 +82,9 @@ def class_name(name: str) -> str:
 
 
 def compile_network(analysis: Analysis, *, device="cpu",
-                    max_param_bytes: int | None = None) -> fx.GraphModule:
+                    max_memory: int | None = None) -> fx.GraphModule:
     device = usable_device(device)
-    check_fits(analysis, device, max_param_bytes)
+    check_fits(analysis, device, max_memory)
     net = analysis.network
     modules: dict[str, nn.Module] = {}
     graph = fx.Graph()
@@ -81,21 +101,5 @@ def compile_network(analysis: Analysis, *, device="cpu",
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     model = fx.GraphModule(modules, graph, class_name=class_name(net.name))
     model.archspec_name = net.name
-    return model
-
-
-def save_checkpoint(model: nn.Module, spec_text: str, path: str | os.PathLike) -> None:
-    """A plain dict of the spec text and tensors: torch.load(weights_only=True) reads it safely."""
-    torch.save({"format": CHECKPOINT_FORMAT, "spec": spec_text,
-                "state_dict": model.state_dict()}, path)
-
-
-def load_checkpoint(path: str | os.PathLike, *, device="cpu") -> fx.GraphModule:
-    from .. import compile as compile_spec, load
-    data = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise SpecError(Diagnostic(f"{path} is not an archspec checkpoint", file=str(path),
-                                   hint="create one with 'archspec build SPEC -o FILE'"))
-    model = compile_spec(load(data["spec"]), device=device)
-    model.load_state_dict(data["state_dict"])
+    model.archspec_spec = net.source.text  # what save_checkpoint stores beside the weights
     return model

@@ -5,13 +5,16 @@ from __future__ import annotations
 import torch
 
 from ..analysis import Analysis
-from .torch_backend import compile_network
+from .torch_backend import check_fits, compile_network, usable_device
 
 
 def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
-                   max_param_bytes: int | None = None) -> dict[str, dict]:
-    """Per layer name: {'output_shape', 'params', 'trainable_params', 'buffers'} as PyTorch sees them."""
-    model = compile_network(analysis, device=device, max_param_bytes=max_param_bytes)
+                   max_memory: int | None = None) -> dict[str, dict]:
+    """Per layer name: {'output_shape', 'params', 'trainable_params', 'buffers'} as PyTorch sees
+    them. Refuses (SpecError, before allocating) a run whose weights and activations would not
+    fit in max_memory (default: the memory available)."""
+    check_fits(analysis, usable_device(device), max_memory, batch_size=batch_size)
+    model = compile_network(analysis, device=device, max_memory=max_memory)
     model.eval()
     modules = dict(model.named_modules())
     seen: dict[str, dict] = {}

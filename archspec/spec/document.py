@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import math
-import re
 import os
-from pathlib import Path as FsPath
-from typing import Any
+import re
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..analysis import MAX_VALUES
-from ..errors import SpecError
+from ..errors import Diagnostic, SpecError
 from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
 from .expand import Expander, Scope
-from .yaml_loader import Limits, load_yaml, load_yaml_file
+from .yaml_loader import Limits, load_yaml, load_yaml_file, load_yaml_stream
 
 BLOCK_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a type name, and the stem of its instances' names
 MAX_DIM = 10 ** 9  # per input dim: larger is certainly a typo, and keeps products sane
@@ -44,23 +43,35 @@ class SpecDocument(BaseModel):
         "last layer."))
 
 
-def load(source: str | os.PathLike, *, limits: Limits = Limits(),
+def load(path: str | os.PathLike, *, limits: Limits = Limits(),
          filename: str | None = None) -> Network:
-    """Parse and expand a spec given as a path or as YAML text; raises SpecError."""
-    if isinstance(source, os.PathLike) or ("\n" not in source and
-                                           source.endswith((".yaml", ".yml"))):
-        path = FsPath(source)
-        if not path.exists():
-            raise SpecError(_no_file(str(source)))
-        data, smap = load_yaml_file(path, limits, display_name=filename or str(source))
-    else:
-        data, smap = load_yaml(source, filename or "<string>", limits)
+    """Parse and expand the spec file at path (any name: a path is never read as YAML text);
+    raises SpecError. YAML text goes to loads()."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load() takes a path (str or os.PathLike), not {type(path).__name__}; "
+                        "use loads() for YAML text")
+    name = filename or os.fspath(path)
+    if isinstance(path, str) and "\n" in path and not os.path.lexists(path):
+        raise SpecError(Diagnostic(
+            "no such spec file: the path given is several lines long", file="<path>",
+            hint="to read YAML text, use archspec.loads(text)"))
+    data, smap = load_yaml_file(path, limits, display_name=name)
     return build_network(data, smap)
 
 
-def _no_file(name: str):
-    from ..errors import Diagnostic
-    return Diagnostic(f"no such spec file: {name}", file=name, hint="check the path")
+def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>") -> Network:
+    """Parse and expand a spec given as YAML text (never a path); raises SpecError."""
+    if not isinstance(text, (str, bytes)):
+        raise TypeError(f"loads() takes YAML text (str or bytes), not {type(text).__name__}")
+    data, smap = load_yaml(text, filename, limits)
+    return build_network(data, smap)
+
+
+def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = "<stdin>"
+                ) -> Network:
+    """Parse and expand a spec read from a binary stream (standard input) within the size limit."""
+    data, smap = load_yaml_stream(stream, limits, filename)
+    return build_network(data, smap)
 
 
 def build_network(data: Any, smap) -> Network:

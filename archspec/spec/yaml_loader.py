@@ -12,7 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import yaml
 from yaml.events import (
@@ -27,7 +27,8 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
-from archspec.errors import Diagnostic, SpecError
+from archspec.errors import Diagnostic, FileError, SpecError
+from archspec.fileio import open_input, read_bounded
 
 Path = tuple[str | int, ...]
 
@@ -100,9 +101,11 @@ class _Alias:
 class SourceMap:
     """Where each value (and each mapping key) of the loaded data came from in the source."""
 
-    def __init__(self, file: str = "<string>", lines: list[str] | None = None):
+    def __init__(self, file: str = "<string>", lines: list[str] | None = None,
+                 text: str | None = None):
         self.file = file
         self.lines: list[str] = lines if lines is not None else []
+        self.text = text  # the whole source, kept for checkpoints (None when not known)
         self._values: dict[Path, tuple[int, int]] = {}
         self._keys: dict[Path, tuple[int, int]] = {}
         self._aliases: dict[Path, _Alias] = {}
@@ -553,10 +556,11 @@ def _line_col(text: str) -> tuple[int, int]:
     return len(breaks) + 1, len(text) - breaks[-1].end() + 1
 
 
-def _size_error(filename: str, size: int, limits: Limits) -> NoReturn:
+def _size_error(filename: str, size: int | None, limits: Limits) -> NoReturn:
     _fail_at(
         filename, 1, 1,
-        f"spec is {size:,} bytes, more than the limit of {limits.max_bytes:,} bytes",
+        f"spec is {'' if size is None else f'{size:,} bytes, '}more than the limit of "
+        f"{limits.max_bytes:,} bytes",
         "raise the limit with --max-bytes on the command line, or limits=Limits(max_bytes=...) in Python",
     )
 
@@ -636,7 +640,7 @@ def _syntax_error(exc: yaml.YAMLError, text: str, filename: str, lines: list[str
 def load_yaml(source: str | bytes, filename: str = "<string>", limits: Limits = Limits()) -> tuple[Any, SourceMap]:
     """Parse one YAML document safely; return (data, source map). Raises SpecError."""
     text = _to_text(source, filename, limits)
-    smap = SourceMap(filename, _LINE_BREAK.split(text))
+    smap = SourceMap(filename, _LINE_BREAK.split(text), text)
     # libyaml reports reader errors as byte offsets, the pure-Python reader as character offsets.
     byte_offsets = _CParser is not None and issubclass(_SpecLoader, _CParser)
     try:
@@ -665,17 +669,24 @@ def _parse(loader_class: type, text: str, limits: Limits, smap: SourceMap) -> An
 def load_yaml_file(
     path: str | os.PathLike, limits: Limits = Limits(), display_name: str | None = None
 ) -> tuple[Any, SourceMap]:
-    """Load a spec file; its size is checked before a single byte is read."""
+    """Load a spec file (a regular file only: see archspec.fileio); its size is checked before a
+    single byte is read."""
     name = display_name if display_name is not None else os.fspath(path)
     try:
-        size = os.stat(path).st_size
-        if size > limits.max_bytes:
-            _size_error(name, size, limits)
-        with open(path, "rb") as f:
-            data = f.read(limits.max_bytes + 1)  # bounded: st_size lies for pipes and devices
-    except OSError as exc:
-        raise SpecError(
-            Diagnostic(f"cannot read spec file: {exc.strerror or exc}", file=name,
-                       hint="check that the path exists and is a readable file")
-        ) from None
+        with open_input(path, "spec file") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limits.max_bytes:
+                _size_error(name, size, limits)
+            data = read_bounded(f, limits.max_bytes)  # bounded: the file may grow meanwhile
+    except FileError as exc:
+        raise SpecError(Diagnostic(exc.message, file=name, hint=exc.hint)) from None
+    return load_yaml(data, name, limits)
+
+
+def load_yaml_stream(stream: BinaryIO, limits: Limits = Limits(), name: str = "<stdin>"
+                     ) -> tuple[Any, SourceMap]:
+    """Load a spec from a stream (standard input), reading at most the size limit."""
+    data = read_bounded(stream, limits.max_bytes)
+    if len(data) > limits.max_bytes:
+        _size_error(name, None, limits)
     return load_yaml(data, name, limits)
