@@ -29,7 +29,7 @@ outputs: [add1, a]
 
 def errors(text: str):
     with pytest.raises(SpecError) as info:
-        archspec.analyze(archspec.load(text))
+        archspec.analyze(archspec.loads(text))
     return info.value.diagnostics
 
 
@@ -40,7 +40,7 @@ def only_error(text: str):
 
 
 def test_a_layer_name_with_activation_shorthand_means_the_activated_output():
-    model = archspec.compile(ACTIVATED)
+    model = archspec.compile(archspec.loads(ACTIVATED))
     assert list(model.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
     x = torch.randn(5, 3, 8, 8)
     total, a = model(x)
@@ -81,7 +81,7 @@ outputs: [concat1, b1.c1, b1]
 
 
 def test_qualified_names_reach_into_blocks_in_from_and_outputs_alike():
-    model = archspec.compile(SCOPED)
+    model = archspec.compile(archspec.loads(SCOPED))
     x = torch.randn(2, 3, 8, 8)
     cat, c1, b1 = model(x)
     sd = model.state_dict()
@@ -107,7 +107,7 @@ layers:
 """
     d = only_error(spec)  # 3 and 2 channels: the names reached the right layers
     assert "add needs inputs of one shape, got 3x8x8, 2x8x8" in d.message
-    analysis = archspec.analyze(spec.replace("stage.1.squeeze", "stage"))
+    analysis = archspec.analyze(archspec.loads(spec.replace("stage.1.squeeze", "stage")))
     assert analysis.layers["add1"].inputs == ["stage.0.expand", "stage.1.expand"]
 
 
@@ -164,12 +164,12 @@ layers:
 
 
 def test_a_name_inside_a_block_may_read_an_outer_layer_of_the_same_name():
-    analysis = archspec.analyze("""name: t
+    analysis = archspec.analyze(archspec.loads("""name: t
 input: [3, 8, 8]
 layers:
   - {type: conv, name: a, out_channels: 2, kernel_size: 1}
   - {type: sequential, name: s, layers: [{type: relu, name: a, from: a}]}
-""")
+"""))
     assert analysis.layers["s.a"].inputs == ["a"]
 
 
@@ -206,7 +206,7 @@ layers:
   - {type: s1_}
   - {type: s1_}
 """
-    analysis = archspec.analyze(spec)
+    analysis = archspec.analyze(archspec.loads(spec))
     assert len(analysis.layers) == 6
     assert len(list(archspec.compile(analysis.network).children())) == 3  # s1, s1_1, s1_2
 
