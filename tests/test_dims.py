@@ -25,7 +25,7 @@ layers:
 def test_concat_joins_along_pytorchs_dim(dim, shape):
     extra = "" if dim is None else f", dim: {dim}"
     spec = two_maps(f"{{type: concat, from: [a, b]{extra}}}")
-    analysis = archspec.analyze(spec)
+    analysis = archspec.analyze(archspec.loads(spec))
     assert analysis.output_shapes == [shape]
     x = torch.randn(3, 8, 16, 16)
     out = archspec.compile(analysis.network)(x)
@@ -40,7 +40,7 @@ input: [4, 6, 10]
 layers:
   - {{type: {merge}, dim: 3, branches: [[identity], [relu]]}}
 """
-    analysis = archspec.analyze(spec)
+    analysis = archspec.analyze(archspec.loads(spec))
     assert analysis.output_shapes == [(4, 6, 20)]
     x = torch.randn(2, 4, 6, 10)
     assert torch.equal(archspec.compile(analysis.network)(x), torch.cat([x, x.relu()], 3))
@@ -54,7 +54,7 @@ def test_softmax_dims_count_as_in_pytorch(kind, fn, input_shape, dim):
     extra = "" if dim is None else f", dim: {dim}"
     spec = f"name: s\ninput: {input_shape}\nlayers:\n  - {{type: {kind}{extra}}}\n"
     x = torch.randn(3, *input_shape)
-    out = archspec.compile(spec)(x)
+    out = archspec.compile(archspec.loads(spec))(x)
     assert torch.allclose(out, fn(x, 1 if dim is None else dim), atol=1e-6)
 
 
@@ -74,7 +74,7 @@ def test_softmax_dims_count_as_in_pytorch(kind, fn, input_shape, dim):
 ])
 def test_a_dim_naming_the_batch_is_a_located_error(layer, column, message):
     with pytest.raises(SpecError) as info:
-        archspec.analyze(two_maps(layer))
+        archspec.analyze(archspec.loads(two_maps(layer)))
     [d] = info.value.diagnostics
     assert d.message == message
     assert (d.line, d.column) == (6, column)
