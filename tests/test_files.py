@@ -121,14 +121,34 @@ def test_exit_status_is_0_valid_1_spec_or_file_error_2_usage(tmp_path):
 
 # ---- writing outputs ----------------------------------------------------------------------------
 
+def private_device(real: str, folder: Path) -> Path:
+    """A node of the same device as `real` in our own folder, when we may make one (as root): a
+    regression then replaces our copy, never the machine's /dev/null. Without that right we
+    cannot change /dev either, so the real node is safe to use."""
+    node = folder / Path(real).name
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.stat(real).st_rdev)
+        return node
+    except PermissionError:
+        if os.access("/dev", os.W_OK):
+            pytest.skip("cannot make a device node, and /dev is writable")
+        return Path(real)
+
+
+def assert_same_device(path: Path, before: os.stat_result) -> None:
+    after = os.stat(path)
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)  # not renamed over
+
+
 def test_devices_directories_and_sockets_are_refused_and_left_alone(tmp_path):
-    full = os.stat("/dev/full")
-    assert_clean_failure(cli("build", LENET, "-o", "/dev/full"),
-                         "refusing to write to '/dev/full': it is a character device")
-    assert_clean_failure(cli("diagram", LENET, "-o", "/dev/full", "--format", "dot"),
-                         "refusing to write to '/dev/full'")
-    after = os.stat("/dev/full")
-    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == full.st_rdev
+    full = private_device("/dev/full", tmp_path)
+    before = os.stat(full)
+    assert_clean_failure(cli("build", LENET, "-o", full),
+                         f"refusing to write to '{full}': it is a character device")
+    assert_clean_failure(cli("diagram", LENET, "-o", full, "--format", "dot"),
+                         f"refusing to write to '{full}'")
+    assert_same_device(full, before)
     folder = tmp_path / "out.pt"
     folder.mkdir()
     assert_clean_failure(cli("build", LENET, "-o", folder), "it is a directory")
@@ -145,22 +165,25 @@ def test_devices_directories_and_sockets_are_refused_and_left_alone(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_dev_null_is_written_in_place_and_stays_a_device():
-    null = os.stat("/dev/null")
-    result = cli("build", LENET, "-o", "/dev/null")
+def test_the_null_device_is_written_in_place_and_stays_a_device(tmp_path):
+    null = private_device("/dev/null", tmp_path)
+    before = os.stat(null)
+    result = cli("build", LENET, "-o", null)
     assert result.returncode == 0, text(result)
-    after = os.stat("/dev/null")
-    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == null.st_rdev
-    assert (after.st_dev, after.st_ino) == (null.st_dev, null.st_ino)  # not renamed over
+    assert_same_device(null, before)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
-def test_standard_output_is_written_in_place_and_the_status_goes_to_stderr():
-    for output in ("-", "/dev/stdout"):
+def test_standard_output_is_written_in_place_and_the_status_goes_to_stderr(tmp_path):
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")  # what /dev/stdout is, without touching /dev
+    for output in ("-", link):
         result = cli("diagram", LENET, "-o", output, "--format", "dot")
         out, err = text(result)
         assert result.returncode == 0, err
         assert out.startswith('digraph "lenet5"') and "wrote" not in out
         assert "wrote" in err
+    assert link.is_symlink()
 
 
 def test_a_fifo_is_written_when_someone_reads_it_and_refused_otherwise(tmp_path):
@@ -192,13 +215,13 @@ def test_a_symlink_output_is_followed_the_link_stays(tmp_path):
 
 # ---- sizes ------------------------------------------------------------------------------------
 
-def test_sizes_are_printed_with_a_unit_that_shows_the_number():
+def test_sizes_are_printed_with_a_unit_that_shows_the_number(tmp_path):
     assert [human_bytes(n) for n in (0, 1, 1023, 1024, 1536, 5 * 2**20, 3 * 2**30 // 2)] == \
         ["0 B", "1 B", "1023 B", "1.00 KiB", "1.50 KiB", "5.00 MiB", "1.50 GiB"]
     assert [parse_bytes(t) for t in ("1", "1e9", "500MB", "2GiB", "1.5 KiB")] == \
         [1, 10**9, 500 * 10**6, 2 * 2**30, 1536]
     # LeNet-5's parameters and buffers in float32: 61,706 x 4 bytes = 246,824 B
-    err = assert_clean_failure(cli("build", LENET, "-o", "/dev/null", "--max-param-bytes", 1),
+    err = assert_clean_failure(cli("build", LENET, "-o", tmp_path / "x.pt", "--max-param-bytes", 1),
                                f"needs {246_824 / 1024:.2f} KiB for its 61,706 parameters")
     assert "more than the 1 B allowed" in err and "0.0 GiB" not in err
 
@@ -305,6 +328,7 @@ def test_verify_refuses_a_run_that_would_not_fit_before_allocating():
     assert result.returncode == 0, text(result)
 
 
-def test_build_takes_the_same_memory_limit():
-    assert_clean_failure(cli("build", LENET, "-o", "/dev/null", "--max-memory", "1KiB"),
+def test_build_takes_the_same_memory_limit(tmp_path):
+    assert_clean_failure(cli("build", LENET, "-o", tmp_path / "x.pt", "--max-memory", "1KiB"),
                          "more than the 1.00 KiB allowed")
+    assert not list(tmp_path.iterdir())
