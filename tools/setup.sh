@@ -11,7 +11,10 @@ PY=${PYTHON:-python3}
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
-quiet() { "$@" >/tmp/archspec-setup.log 2>&1 || { cat /tmp/archspec-setup.log; exit 1; }; }
+# Each step's output goes to a private temporary log, shown only when the step fails.
+log=$(mktemp "${TMPDIR:-/tmp}/archspec-setup.XXXXXX")
+trap 'rm -f "$log"' EXIT
+quiet() { "$@" >"$log" 2>&1 || { cat "$log"; echo "setup: failed: $*" >&2; exit 1; }; }
 
 echo "setup: installing archspec${extras} and its Python dependencies"
 quiet "$PY" -m pip install --disable-pip-version-check -e ".${extras}"
