@@ -449,3 +449,40 @@ def test_missing_file(tmp_path):
     [diag] = info.value.diagnostics
     assert diag.file == "nope.yaml" and diag.message.startswith("cannot read spec file")
     assert diag.hint
+
+
+# --------------------------------------------------------------------------- YAML 1.1 numerals
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1:30", "1:30 is a base-60 number in YAML 1.1 (it reads as 90)"),
+    ("-1:00:01", "-1:00:01 is a base-60 number in YAML 1.1 (it reads as -3601)"),
+    ("1:30.5", "1:30.5 is a base-60 number in YAML 1.1 (it reads as 90.5)"),
+    ("!!int 1:30", "1:30 is a base-60 number in YAML 1.1 (it reads as 90)"),
+    ("017", "017 has a leading zero, which YAML 1.1 reads as octal (15)"),
+    ("-0_17", "-0_17 has a leading zero, which YAML 1.1 reads as octal (-15)"),
+    ("00", "00 has a leading zero, which YAML 1.1 reads as octal (0)"),
+    ("08", "08 has a leading zero, which YAML 1.1 reads as text, not a number"),
+    ("019", "019 has a leading zero, which YAML 1.1 reads as text, not a number"),
+])
+def test_surprising_yaml11_numerals_are_refused(any_loader, text, message):
+    diag = error_of(f"a: [1, {text}]\n")
+    assert diag.message == message
+    assert where(diag) == (1, 8)
+    assert "quote it" in diag.hint
+
+
+@pytest.mark.parametrize("text, value", [
+    ("0x1F", 31), ("0b101", 5), ("1_000", 1000), ("+5", 5), ("-0", 0), ("0", 0),
+    ("01.5", 1.5), ("0.5", 0.5),
+    # not YAML 1.1 numbers at all: text, which the schema refuses where a number is needed
+    ("0o17", "0o17"), ("1:75", "1:75"),
+    # quoted or tagged as text: text, as written
+    ("'1:30'", "1:30"), ('"017"', "017"), ("'08'", "08"), ("!!str 017", "017"), ("! 08", "08"),
+    # YAML 1.1 booleans: what a reader means where a flag is expected (the schema refuses them
+    # where text is expected, with a hint to quote them)
+    ("yes", True), ("off", False),
+])
+def test_unambiguous_yaml11_scalars_are_read(any_loader, text, value):
+    data, _ = load_yaml(f"a: {text}\n")
+    assert data["a"] == value and type(data["a"]) is type(value)

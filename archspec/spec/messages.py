@@ -318,6 +318,9 @@ def value_hint(info, name: str, value: Any) -> str:
             return ("'$name' is replaced only inside the layers of a block definition "
                     "(under blocks:), by a parameter that the block declares")
     if isinstance(value, bool) and not _accepts(annotation, bool):
+        if _accepts(annotation, str):  # the YAML 1.1 booleans: a layer named `no` or `off`
+            return ("YAML reads unquoted yes, no, on, off, true and false as booleans; "
+                    "quote it if it is text")
         return f"true/false is not a number here; write e.g. {name}: {_example(annotation)}"
     if isinstance(value, float) and value.is_integer() and _accepts(annotation, int) and \
             not _accepts(annotation, float):

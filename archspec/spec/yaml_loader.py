@@ -71,6 +71,8 @@ _SCALAR_TAGS = frozenset({_NULL, _BOOL, _INT, _FLOAT, _STR})
 _AS_STRING = frozenset({_CORE + "timestamp", _CORE + "value"})
 _MERGE = _CORE + "merge"
 
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]*[0-9][0-9_]*")
+
 # YAML line breaks (marks count these), so our `lines` agrees with the parser's line numbers.
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
@@ -426,6 +428,7 @@ class _Builder:
             value = self.key(event, tag)
             path = None  # a key has no value path of its own
         else:
+            self.check_yaml11_number(event, tag)
             value = self.scalar_value(event, tag)
             path = self.child_path()
             self.smap._set_value(path, mark.line + 1, mark.column + 1)
@@ -474,6 +477,22 @@ class _Builder:
             self.fail(event.start_mark, f"value '{event.value}' is not a valid !!null",
                       "remove the tag or fix the value")
         return None
+
+    def check_yaml11_number(self, event: ScalarEvent, tag: str) -> None:
+        """Refuse the YAML 1.1 numerals that read as something other than what a reader sees.
+
+        `1:30` is base 60 (90) and `017` is octal (15), while `08` is not octal and stays text.
+        Hex (`0x1F`), binary (`0b11`) and digit groups (`1_000`) mean what Python means: kept."""
+        text = event.value
+        if tag in (_INT, _FLOAT) and ":" in text:
+            value = self.scalar_value(event, tag)
+            self.fail(event.start_mark, f"{text} is a base-60 number in YAML 1.1 (it reads as {value})",
+                      f"write the number itself, or quote it ('{text}') if it is text")
+        plain = event.tag is None and event.implicit[0]
+        if (tag == _INT or tag == _STR and plain) and _LEADING_ZERO.fullmatch(text):
+            read_as = f"as octal ({self.scalar_value(event, tag)})" if tag == _INT else "as text, not a number"
+            self.fail(event.start_mark, f"{text} has a leading zero, which YAML 1.1 reads {read_as}",
+                      f"write it without the leading zero, or quote it ('{text}') if it is text")
 
     def check_int_length(self, event: ScalarEvent) -> None:
         # Checked on the raw text: converting a huge literal is itself the attack (quadratic time).
