@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
+import archspec
 
 from archspec.cli import main
 from archspec.layers import COMPOSITES, REGISTRY
@@ -101,6 +104,60 @@ layers:
 ])
 def test_bad_specs_fail(validator, text):
     assert errors(validator, text)
+
+
+def test_layer_types_are_the_built_in_ones(schema):
+    """Editors complete `type:` from an enumeration of the real types."""
+    only = schema["$defs"]["builtin_types_only"]["anyOf"]
+    assert set(only[0]["enum"]) == set(REGISTRY) | set(COMPOSITES)
+    assert set(only[1]["properties"]["type"]["enum"]) == set(REGISTRY) | set(COMPOSITES)
+
+
+CONV2D = "{type: conv2d, out_channels: 8, kernel_size: 3}"
+BLOCKS = "blocks:\n  unit:\n    layers: [relu]\n"
+
+
+@pytest.mark.parametrize("layers", [
+    f"[{CONV2D}]",
+    "[conv2d]",
+    "[MaxPool2d]",
+    "[{type: Batch_Norm}]",
+    f"[{{type: residual, layers: [{CONV2D}]}}]",
+    f"[{{type: inception, branches: [[relu], [{CONV2D}]]}}]",
+    f"[{{type: repeat, times: 2, layers: [{{type: sequential, layers: [{CONV2D}]}}]}}]",
+])
+@pytest.mark.parametrize("blocks", ["", BLOCKS], ids=["without_blocks", "with_blocks"])
+def test_a_spelling_of_a_built_in_type_is_rejected(validator, layers, blocks):
+    text = f"name: t\ninput: [1, 8, 8]\n{blocks}layers: {layers}\n"
+    assert errors(validator, text)
+    assert not errors(validator, text.replace("conv2d, out_channels", "conv, out_channels")
+                      .replace("MaxPool2d", "max_pool").replace("Batch_Norm", "batch_norm")
+                      .replace("[conv2d]", "[flatten]"))
+
+
+@pytest.mark.parametrize("layers", ["[unit]", "[{type: unit}]", "[{type: residual, layers: [unit]}]"])
+def test_user_block_types_need_blocks(validator, layers):
+    """Without `blocks:` an unknown type is an error; with them it may be one of the blocks."""
+    assert errors(validator, f"name: t\ninput: [1, 8, 8]\nlayers: {layers}\n")
+    assert not errors(validator, f"name: t\ninput: [1, 8, 8]\n{BLOCKS}layers: {layers}\n")
+
+
+@pytest.mark.parametrize("name", [
+    "conv2d", "Conv2d", "CONV3D", "MaxPool2d", "max_pool_2d", "Batch_Norm", "BatchNorm1d",
+    "ReLU", "relu6", "LogSoftmax", "conv_transpose2d", "basic", "basic1d", "bottleneck",
+    "double_conv", "inception_module", "linear", "my_conv", "conv_block", "relu62d",
+])
+def test_the_spelling_pattern_agrees_with_check(schema, name):
+    pattern = re.compile(schema["$defs"]["builtin_spelling"]["pattern"])
+    spec = f"name: t\ninput: [1, 8, 8]\nblocks:\n  '{name}':\n    layers: [relu]\nlayers: [relu]\n"
+    try:
+        archspec.load(spec)
+        refused = False
+    except archspec.SpecError as exc:
+        [d] = exc.diagnostics
+        assert (d.line, d.column) == (4, 3) and "built-in layer type" in d.message, d.message
+        refused = True
+    assert bool(pattern.search(name)) == refused
 
 
 def test_cli_prints_the_schema():

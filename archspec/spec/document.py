@@ -13,6 +13,7 @@ from ..errors import Diagnostic, SpecError
 from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
 from .expand import Expander, Scope
+from .messages import canonical_type_name
 from .yaml_loader import Limits, load_yaml, load_yaml_file, load_yaml_stream
 
 BLOCK_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a type name, and the stem of its instances' names
@@ -84,6 +85,7 @@ def build_network(data: Any, smap) -> Network:
     if doc is None:
         raise SpecError(probe.diagnostics)
     diagnostics = []
+    builtins = {canonical_type_name(kind): kind for kind in (*REGISTRY, *COMPOSITES)}
     for name in doc.blocks:
         if not re.fullmatch(BLOCK_NAME, name):
             fixed = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
@@ -97,6 +99,12 @@ def build_network(data: Any, smap) -> Network:
             diagnostics.append(smap.diagnostic(("blocks", name), f"block name '{name}' is a "
                                                "built-in layer type", at_key=True,
                                                hint="rename the block"))
+        elif canonical_type_name(name) in builtins:
+            # A reader, and the JSON Schema in an editor, take it for the built-in type.
+            kind = builtins[canonical_type_name(name)]
+            diagnostics.append(smap.diagnostic(
+                ("blocks", name), f"block name '{name}' is a spelling of the built-in layer "
+                f"type '{kind}'", at_key=True, hint=f"rename the block, e.g. 'my_{kind}'"))
     for i, size in enumerate(doc.input):
         if size > MAX_DIM:
             diagnostics.append(smap.diagnostic(("input", i), f"input size {size} is absurd "

@@ -44,18 +44,19 @@ FOREIGN_LAYERS = {
 
 
 def is_foreign_layer(word: str) -> bool:
-    return _canonical(word) in FOREIGN_LAYERS
+    return canonical_type_name(word) in FOREIGN_LAYERS
 
 
-def _canonical(text: str) -> str:
+def canonical_type_name(text: str) -> str:
+    """`MaxPool2d`, `max_pool` and `Max-Pool 2D` all read as `maxpool`."""
     text = re.sub(r"[_\-\s]", "", text.lower())
     return re.sub(r"([123]d)$", "", text)
 
 
 def suggest(word: str, choices: list[str], synonyms: dict[str, str] | None = None) -> str | None:
     """Best did-you-mean for a typo, PyTorch/Keras spelling or case slip; None if nothing close."""
-    canon = _canonical(word)
-    by_canon = {_canonical(c): c for c in choices}
+    canon = canonical_type_name(word)
+    by_canon = {canonical_type_name(c): c for c in choices}
     if canon in by_canon:
         return by_canon[canon]
     if synonyms and canon in synonyms and synonyms[canon] in choices:

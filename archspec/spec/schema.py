@@ -11,7 +11,13 @@ Shape of the schema:
     parameters are declared in the spec itself);
   * nested layer lists (fields marked `archspec_nested`) point back to that union;
   * inside `blocks:` the layers may use `$param` expressions for any value, so block bodies
-    refer to a twin union, `#/$defs/block_layer`, whose fields also accept such strings.
+    refer to a twin union, `#/$defs/block_layer`, whose fields also accept such strings;
+  * layer types: a JSON Schema cannot check that a type names a block defined in the same
+    document, so a document without `blocks:` allows only the built-in types (`#/$defs/
+    builtin_types_only`, applied to every nested layer list), and where blocks exist a user
+    block's type may be any name except a spelling of a built-in one (`conv2d`, `MaxPool2d`,
+    `Batch_Norm`: the pattern `#/$defs/builtin_spelling`), which `check` refuses as a block name
+    too.
 
 The schema helps editors; `archspec check` remains the authority (it also checks shapes,
 names and references, which a schema cannot express).
@@ -19,17 +25,21 @@ names and references, which a schema cannot express).
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from ..layers import COMPOSITES, REGISTRY
-from .document import SpecDocument
+from .document import BLOCK_NAME, SpecDocument
+from .messages import canonical_type_name
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 LAYER = "layer"
 BLOCK_LAYER = "block_layer"
 PARAM = "param_expression"
+BUILTIN_ONLY = "builtin_types_only"
+SPELLING = "builtin_spelling"
 _NESTED = "archspec_nested"
 
 
@@ -68,6 +78,39 @@ def _allow_params(model_schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _case_free(text: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+def _spelling_pattern(builtins: list[str]) -> str:
+    """Every name that reads as a built-in type: any case, '_', '-' or spaces between letters,
+    and a dimension suffix (`conv2d`, `Max_Pool2D`); see messages.canonical_type_name."""
+    canon = sorted({canonical_type_name(b) for b in builtins}, key=lambda c: (-len(c), c))
+    sep = "[-_ ]*"
+    alternatives = [sep.join(_case_free(c) for c in name) for name in canon]
+    return f"^{sep}(?:{'|'.join(alternatives)})(?:{sep}[123][dD])?{sep}$"
+
+
+def _user_block_type() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{BLOCK_NAME}$", "not": _ref(SPELLING)}
+
+
+def _builtin_types_only(builtins: list[str], nested: dict[str, str]) -> dict[str, Any]:
+    """Layer types in a document without `blocks:`: built-in only, in nested lists too."""
+    only = _ref(BUILTIN_ONLY)
+    return {
+        "description": "In a spec without `blocks:`, every layer type is a built-in one.",
+        "anyOf": [
+            {"type": "string", "enum": builtins},
+            {"type": "object",
+             "properties": {"type": {"enum": builtins},
+                            **{field: {"items": only if kind == "layers" else {"items": only}}
+                               for field, kind in nested.items()}}},
+            {"not": {"type": ["string", "object"]}},  # other mistakes: left to the layer union
+        ],
+    }
+
+
 def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dict[str, Any]:
     user_block = {
         "type": "object",
@@ -75,7 +118,7 @@ def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dic
                        "block's parameters.",
         "required": ["type"],
         "properties": {
-            "type": {"type": "string", "not": {"enum": builtins}},
+            "type": _user_block_type(),
             "name": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
             "from": {"anyOf": [{"type": "string"},
                                {"type": "array", "items": {"type": "string"}}]},
@@ -87,6 +130,7 @@ def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dic
         "type": "string",
         "description": "Short form: a layer type with its defaults, e.g. `- relu` or "
                        "`- flatten` (or a user block without parameters).",
+        "anyOf": [{"enum": builtins}, _user_block_type()],
         "examples": sorted(k for k, v in REGISTRY.items() if v.min_inputs <= 1
                            and not any(f.is_required() and n != "type"
                                        for n, f in v.Config.model_fields.items())),
@@ -125,10 +169,20 @@ def spec_json_schema() -> dict[str, Any]:
     defs[PARAM] = {"type": "string", "pattern": r"\$",
                    "description": "A block parameter: '$name' or integer arithmetic on "
                                   "parameters, e.g. '$width * 4'."}
+    nested = {field.alias or name: field.json_schema_extra[_NESTED]
+              for _, kind in kinds for name, field in kind.Config.model_fields.items()
+              if isinstance(field.json_schema_extra, dict) and _NESTED in field.json_schema_extra}
+    defs[BUILTIN_ONLY] = _builtin_types_only(builtins, nested)
+    defs[SPELLING] = {"description": "A spelling of a built-in type (any case, separators, "
+                                     "a 1d/2d/3d suffix): not a user block's name.",
+                      "type": "string", "pattern": _spelling_pattern(builtins)}
     document = defs.pop(block_def)
+    document["properties"]["blocks"]["propertyNames"] = _user_block_type()
     return {
         "$schema": DIALECT,
         **document,
+        "if": {"required": ["blocks"]},
+        "else": {"properties": {"layers": {"items": _ref(BUILTIN_ONLY)}}},
         "title": "archspec network spec",
         "$defs": dict(sorted(defs.items())),
     }
