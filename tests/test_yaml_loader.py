@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ HAVE_LIBYAML = hasattr(yaml, "CSafeLoader")
 def any_loader(request, monkeypatch):
     """Run a test with the libyaml event source and with the pure-Python fallback."""
     if request.param == "python":
-        monkeypatch.setattr(yl, "_SpecLoader", type("PySpecLoader", (yaml.SafeLoader,), {}))
+        monkeypatch.setattr(yl, "_SpecLoader", yl._PySpecLoader)
         monkeypatch.setattr(yl, "_CParser", None)
     elif not HAVE_LIBYAML:
         pytest.skip("PyYAML built without libyaml")
@@ -370,6 +371,33 @@ def test_deep_nesting_fails_fast(source, column):
     assert where(diag) == (1, column)
 
 
+def events_or_error(loader_class, text: str) -> list:
+    events = []
+    try:
+        loader = loader_class(text)
+        while loader.check_event():
+            e = loader.get_event()
+            events.append((type(e).__name__, getattr(e, "value", None), e.start_mark.line,
+                           e.start_mark.column, e.end_mark.column))
+    except yaml.YAMLError as exc:
+        events.append(str(exc))
+    return events
+
+
+ROOT = Path(__file__).resolve().parent.parent
+YAML_FILES = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "tests" / "bad_specs").glob("*.yaml")])
+TRICKY = ["{a: [b, {c: d}], e: f}", "[a: 1, b]", "? a\n: b\n", "- {a\n  : b}\n", "[" * 2000,
+          "{" * 1500 + "a: b", "a: [" + "x, " * 600 + "y]\n" + "b: " + "c" * 1100 + ": d\n",
+          "a:\n  b: c\n d: e\n", "'" + "x" * 2000 + "': 1\n", "[a\n, b]"]
+
+
+@pytest.mark.parametrize("text", [p.read_text("utf-8", "replace") for p in YAML_FILES] + TRICKY,
+                         ids=[p.name for p in YAML_FILES] + [f"tricky{i}" for i in range(len(TRICKY))])
+def test_our_faster_python_scanner_gives_pyyamls_events(text):
+    """_PySpecLoader only finds pending simple keys faster; every event and error is PyYAML's."""
+    assert events_or_error(yl._PySpecLoader, text) == events_or_error(yaml.SafeLoader, text)
+
+
 def test_nesting_allowed_beyond_libyamls_own_limit(any_loader):
     """libyaml 0.2.6 (PyYAML 6.0.4) refuses more than 1000 levels by itself; our limit decides."""
     limits = Limits(max_depth=1500)
@@ -401,6 +429,16 @@ def test_libyamls_nesting_error_becomes_our_located_diagnostic(monkeypatch, cont
     assert diag.message == "spec is nested more than 20 levels deep (max_depth limit)"
     assert where(diag) == (1, 23)  # the mapping is level 1, the 20th "[" level 21
     assert load_yaml("x: " + "[" * 30 + "]" * 30, limits=Limits(max_depth=40))[0]["x"]
+
+
+@pytest.mark.parametrize("source", ["[" * 100_000, "{a: " * 100_000, "[a, " * 100_000])
+def test_deep_flow_nesting_fails_fast_without_libyaml(source):
+    """The pure-Python parser is our fallback when libyaml stops at its own limit."""
+    loader = yl._PySpecLoader
+    start = time.process_time()
+    with pytest.raises(SpecError, match="nested more than 100 levels"):
+        yl._parse(loader, source, Limits(), SourceMap())
+    assert time.process_time() - start < 0.15  # PyYAML's own scanner took 0.4 s
 
 
 def test_deep_nesting_block_python_fallback(any_loader):

@@ -33,7 +33,28 @@ from archspec.fileio import open_input, read_bounded
 Path = tuple[str | int, ...]
 
 class _PySpecLoader(yaml.SafeLoader):
-    """Safe loader used only as an event source, tag resolver and scalar converter (pure Python)."""
+    """Safe loader used only as an event source, tag resolver and scalar converter (pure Python).
+
+    PyYAML's scanner looks at every pending simple key for every token; in `[[[[...` there are
+    up to 1024 of them, which made 0.4 s of CPU before our depth limit could fire. A key is
+    deleted before it is saved again, so the dict holds them oldest first: the stale ones are
+    a prefix and the first one is the nearest."""
+
+    def next_possible_simple_key(self) -> int | None:
+        for key in self.possible_simple_keys.values():
+            return key.token_number
+        return None
+
+    def stale_possible_simple_keys(self) -> None:
+        keys = self.possible_simple_keys
+        while keys:
+            level, key = next(iter(keys.items()))
+            if key.line == self.line and self.index - key.index <= 1024:
+                return
+            if key.required:
+                raise yaml.scanner.ScannerError("while scanning a simple key", key.mark,
+                                                "could not find expected ':'", self.get_mark())
+            del keys[level]
 
 
 # The libyaml-backed loader is ~5x faster and reports the same marks; fall back if absent.
