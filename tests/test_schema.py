@@ -151,7 +151,7 @@ def test_the_spelling_pattern_agrees_with_check(schema, name):
     pattern = re.compile(schema["$defs"]["builtin_spelling"]["pattern"])
     spec = f"name: t\ninput: [1, 8, 8]\nblocks:\n  '{name}':\n    layers: [relu]\nlayers: [relu]\n"
     try:
-        archspec.load(spec)
+        archspec.loads(spec)
         refused = False
     except archspec.SpecError as exc:
         [d] = exc.diagnostics
