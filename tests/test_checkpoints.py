@@ -99,11 +99,9 @@ def test_a_pickle_with_code_is_refused_and_never_runs(tmp_path):
     for path in (hostile, plain):
         with pytest.raises(CheckpointError) as caught:
             archspec.load_checkpoint(path)
-        assert "not an archspec checkpoint, or it contains code; refusing to load it" in str(
-            caught.value) or "damaged or not an archspec checkpoint" in str(caught.value)
+        assert f"'{path}' is not an archspec checkpoint, or it contains code; refusing to load " \
+               "it" in str(caught.value)
         assert "weights_only=False" not in str(caught.value)
-    with pytest.raises(CheckpointError, match="contains code; refusing to load it"):
-        archspec.load_checkpoint(hostile)
     assert not marker.exists()
 
 
@@ -111,13 +109,17 @@ def test_damaged_files_are_one_clear_error(tmp_path):
     good = tmp_path / "good.pt"
     small_checkpoint(good)
     data = good.read_bytes()
-    cases = {"empty.pt": b"", "truncated.pt": data[: len(data) // 2], "text.pt": b"hello\n",
-             "zip.pt": b"PK\x03\x04" + data[4:200]}
-    for name, content in cases.items():
-        (tmp_path / name).write_bytes(content)
-        with pytest.raises(CheckpointError, match=f"'{tmp_path / name}' is damaged or not an "
-                                                  "archspec checkpoint"):
+    cases = {"empty.pt": "is empty, not an archspec checkpoint",
+             "truncated.pt": "is damaged or not an archspec checkpoint",
+             "cut.pt": "is damaged or not an archspec checkpoint",
+             "text.pt": "is not an archspec checkpoint, or it contains code"}
+    contents = {"empty.pt": b"", "truncated.pt": data[: len(data) // 2], "cut.pt": data[:200],
+                "text.pt": b"hello\n"}
+    for name, message in cases.items():
+        (tmp_path / name).write_bytes(contents[name])
+        with pytest.raises(CheckpointError) as caught:
             archspec.load_checkpoint(tmp_path / name)
+        assert f"'{tmp_path / name}' {message}" in str(caught.value)
 
 
 def test_wrong_structure_is_one_clear_error(tmp_path):

@@ -17,6 +17,7 @@ from ..spec import Limits
 from .torch_backend import check_fits, compile_network, usable_device
 
 FORMAT = "archspec-checkpoint/1"
+ZIP = b"PK\x03\x04"  # torch.save's format is a zip archive
 HOSTILE = "not an archspec checkpoint, or it contains code; refusing to load it"
 MAKE_ONE = "make one with 'archspec build SPEC -o FILE' or archspec.save_checkpoint(model, FILE)"
 
@@ -77,10 +78,17 @@ def load_checkpoint(path: str | os.PathLike, *, device="cpu", max_memory: int | 
 def _read(path, name: str) -> tuple[str, dict]:
     """The spec text and state_dict of the file, read without running code."""
     with open_input(path, "checkpoint") as handle:
+        magic = handle.read(4)
+        if not magic:
+            raise CheckpointError(f"'{name}' is empty, not an archspec checkpoint", MAKE_ONE)
+        if magic != ZIP:  # archspec writes torch's zip format only: a bare pickle is refused
+            raise CheckpointError(f"'{name}' is {HOSTILE}", MAKE_ONE)
+        handle.seek(0)
         try:
             with warnings.catch_warnings():  # torch's advice about pickle protocols is not the user's
                 warnings.simplefilter("ignore")
-                data = torch.load(handle, map_location="cpu", weights_only=True)
+                source, mmap = _mappable(handle)
+                data = torch.load(source, mmap=mmap, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             raise CheckpointError(f"'{name}' is {HOSTILE}", MAKE_ONE) from exc
         except Exception as exc:  # truncated, empty, or not a zip: torch's reader says many ways
@@ -99,6 +107,13 @@ def _read(path, name: str) -> tuple[str, dict]:
         raise CheckpointError(f"'{name}' has no weights (its 'state_dict' is not a mapping of "
                               "names to tensors)", MAKE_ONE)
     return spec, state
+
+
+def _mappable(handle) -> tuple:
+    """torch.load's source: the file we opened, by its /proc name so that torch can map it
+    instead of reading every tensor into memory (load_state_dict then copies once)."""
+    by_fd = f"/proc/self/fd/{handle.fileno()}"
+    return (by_fd, True) if os.path.exists(by_fd) else (handle, False)
 
 
 def _match(expected: dict, stored: dict, name: str) -> None:
