@@ -71,9 +71,12 @@ def test_a_trained_model_saved_with_save_checkpoint_loads_back_identical(tmp_pat
     assert archspec.load_checkpoint(tmp_path / "again.pt").state_dict().keys() == before.keys()
 
 
-def test_a_model_not_made_by_archspec_cannot_be_saved_as_a_checkpoint(tmp_path):
+def test_a_model_without_spec_or_values_cannot_be_saved_as_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="carries no archspec spec"):
         archspec.save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    meta = archspec.compile(archspec.load(LENET), device="meta")
+    with pytest.raises(CheckpointError, match="on the meta device: its tensors hold no values"):
+        archspec.save_checkpoint(meta, tmp_path / "x.pt")
     assert not list(tmp_path.iterdir())
 
 
@@ -140,6 +143,8 @@ def test_wrong_structure_is_one_clear_error(tmp_path):
         ({**good, "state_dict": {**state, "bn1.num_batches_tracked": torch.tensor(1.5)}},
          "'bn1.num_batches_tracked' holds torch.float32 values where the spec has torch.int64"),
         ({**good, "spec": "name: x\nlayers: 3\n"}, "is not valid"),
+        ({**good, "state_dict": {k: v.to("meta") for k, v in state.items()}},
+         "hold no values: 'conv1.weight' was saved from the meta device"),
     ]
     for i, (content, message) in enumerate(cases):
         with pytest.raises(CheckpointError) as caught:

@@ -31,6 +31,9 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> int:
                               "be loaded back", "save a model made by archspec.compile or "
                               "archspec.load_checkpoint")
     state = model.state_dict()
+    if any(t.is_meta for t in state.values()):
+        raise CheckpointError("the model is on the meta device: its tensors hold no values to "
+                              "save", "compile it on a real device (device='cpu') to save it")
     data = {"format": FORMAT, "spec": spec, "state_dict": state}
     size = checkpoint_bytes(sum(t.numel() * t.element_size() for t in state.values()),
                             len(state), spec)
@@ -131,6 +134,9 @@ def _match(expected: dict, stored: dict, name: str) -> None:
             raise CheckpointError(
                 f"the weights in '{name}' do not match its spec: '{key}' is "
                 f"{list(got.shape)} in the file and {list(want.shape)} in the spec", MAKE_ONE)
+        if got.is_meta:
+            raise CheckpointError(f"the weights in '{name}' hold no values: '{key}' was saved "
+                                  "from the meta device", MAKE_ONE)
         if got.layout != torch.strided or got.is_complex() or \
                 got.is_floating_point() != want.is_floating_point():
             raise CheckpointError(
