@@ -221,8 +221,8 @@ def test_concat_of_different_spatial_sizes():
 input: [3, 16, 16]
 layers:
   - {type: conv, name: full, out_channels: 4, kernel_size: 3, padding: 1}
-  - {type: max_pool, name: half, kernel_size: 2}
-  - {type: concat, name: joined, from: [full, half]}
+  - {type: max_pool, name: pooled, kernel_size: 2}
+  - {type: concat, name: joined, from: [full, pooled]}
 """)
     assert where(d) == ("<string>", 6, 5)
     assert d.layer == "joined"

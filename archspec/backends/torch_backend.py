@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cache
 
 import torch
 import torch.fx as fx
@@ -14,7 +15,9 @@ from .. import shapes
 from ..analysis import Analysis
 from ..errors import DeviceUnavailable, Diagnostic, SpecError
 from ..ir import INPUT
+from ..spec.reserved import MODULE_ATTRIBUTES, reserved_reason
 from ..units import human_bytes
+
 
 def available_memory_bytes() -> int:
     try:
@@ -81,11 +84,47 @@ def class_name(name: str) -> str:
     return text if text[0].isalpha() else "Net" + text
 
 
+@cache
+def module_attributes() -> frozenset[str]:
+    """Every attribute a compiled model has besides its layers, in the installed torch."""
+    empty = fx.GraphModule(nn.Module(), fx.Graph())
+    return MODULE_ATTRIBUTES | set(dir(empty)) | set(vars(empty)) | set(vars(nn.Module()))
+
+
+def check_names(net) -> None:
+    """check refuses these names already; this catches attributes that a newer torch added, so a
+    model whose forward would call a method instead of a layer is never built."""
+    attributes = module_attributes()
+    for node in net.nodes.values():
+        for part in node.name.split("."):
+            reason = reserved_reason(part, attributes)
+            if reason is not None:
+                raise SpecError(net.source.diagnostic(
+                    node.path, f"{reason}: it cannot name a layer or block", layer=node.name,
+                    hint=f"choose another name, e.g. {part.strip('_') or 'layer'}1"))
+
+
+def module_tree(modules: dict[str, nn.Module]) -> nn.Module:
+    """The layers under their hierarchical names, each container created where its first layer
+    comes, so parameters() and state_dict() follow the spec's order (not nesting depth)."""
+    root = nn.Module()
+    for name, module in modules.items():
+        *parents, leaf = name.split(".")
+        holder = root
+        for part in parents:
+            if part not in holder._modules:
+                holder.add_module(part, nn.Module())
+            holder = holder._modules[part]
+        holder.add_module(leaf, module)
+    return root
+
+
 def compile_network(analysis: Analysis, *, device="cpu",
                     max_memory: int | None = None) -> fx.GraphModule:
+    net = analysis.network
+    check_names(net)
     device = usable_device(device)
     check_fits(analysis, device, max_memory)
-    net = analysis.network
     modules: dict[str, nn.Module] = {}
     graph = fx.Graph()
     values = {INPUT: graph.placeholder("x")}
@@ -99,7 +138,7 @@ def compile_network(analysis: Analysis, *, device="cpu",
             values[node.name] = graph.call_module(node.name, tuple(values[i] for i in node.inputs))
     outs = [values[o] for o in net.outputs]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
-    model = fx.GraphModule(modules, graph, class_name=class_name(net.name))
+    model = fx.GraphModule(module_tree(modules), graph, class_name=class_name(net.name))
     model.archspec_name = net.name
     model.archspec_spec = net.source.text  # what save_checkpoint stores beside the weights
     return model

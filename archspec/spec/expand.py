@@ -16,6 +16,7 @@ from ..errors import Diagnostic, InternalError
 from ..ir import INPUT, Block, Node, Path
 from ..layers.base import COMPOSITES, REGISTRY, LayerConfig
 from . import params as param_expr
+from .reserved import reserved_reason
 from .messages import (SYNONYMS, describe_field, did_you_mean, existing_path, field_info,
                        group_errors, is_foreign_layer, locate, show_value, value_at, value_hint)
 
@@ -30,7 +31,8 @@ class Scope:
     names: dict[str, str] = field(default_factory=dict)     # local name -> node giving its value
     name_paths: dict[str, Path] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    reserved: set[str] = field(default_factory=set)          # explicit names declared later
+    reserved: set[str] = field(default_factory=set)          # explicit names in this scope
+    seen: set[str] = field(default_factory=set)              # ... whose definitions came (or failed)
     frozen: bool = False
     context: list[str] = field(default_factory=list)
 
@@ -108,6 +110,12 @@ class Expander:
             self.error(path + ("name",), "'input' is reserved for the network input",
                        hint="choose another name", scope=scope)
             return None
+        reason = reserved_reason(local)
+        if reason is not None:
+            self.error(path + ("name",), f"{reason}: it cannot name a layer or block", scope=scope,
+                       hint=f"choose another name, e.g. {local.strip('_') or 'layer'}1 (the name "
+                            "becomes an attribute of the compiled PyTorch module)")
+            return None
         return local
 
     def resolve(self, scope: Scope, ref: Any, path: Path, own: str | None = None) -> str | None:
@@ -156,8 +164,10 @@ class Expander:
                        hint="name the layer it should read, or leave out 'from' to read the "
                             "layer above", scope=scope)
             return
-        later = "." not in ref and ref in self.all_local_names(scope)
-        if later:
+        written, failed = self.all_local_names(scope)
+        if ref in failed:
+            return  # its definition failed, and said why; no second error here
+        if ref in written:
             self.error(path, f"'{ref}' is defined further down; a layer can only take inputs from "
                        "layers above it", hint="move this layer below it (this keeps the network "
                        "acyclic: cycles are not allowed)", scope=scope)
@@ -173,12 +183,14 @@ class Expander:
             self.error(path, f"no layer named '{ref}' is visible here", scope=scope,
                        hint=hint or f"visible names: {', '.join(scope.visible()[-8:]) or 'input'}")
 
-    def all_local_names(self, scope: Scope) -> set[str]:
-        names, s = set(), scope
+    def all_local_names(self, scope: Scope) -> tuple[set[str], set[str]]:
+        """Explicit names visible from here: (written further down, whose definitions failed)."""
+        later, failed, s = set(), set(), scope
         while s is not None:
-            names |= s.reserved
+            later |= s.reserved - s.seen
+            failed |= s.seen - set(s.names)
             s = s.parent
-        return names
+        return later, failed
 
     # ---- building ----------------------------------------------------------------------
     def add_node(self, scope: Scope, item: dict | None, cfg, inputs: list[str | None], path: Path,
@@ -270,6 +282,8 @@ class Expander:
             if self.too_big:
                 return None
             current = self.expand_item(item, path + (index,), scope, current)
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                scope.seen.add(item["name"])
         return current
 
     def expand_item(self, item: Any, path: Path, scope: Scope, current: str | None) -> str | None:
