@@ -38,7 +38,7 @@ SPEC_ORDER = ["stem.weight", "stem.bias", "features.conv1.weight", "features.con
 
 
 def test_state_dict_and_parameters_follow_the_spec_order():
-    model = archspec.compile(SPEC)
+    model = archspec.compile(archspec.loads(SPEC))
     assert list(model.state_dict()) == SPEC_ORDER
     parameters = [k for k in SPEC_ORDER if "running" not in k and "num_batches" not in k]
     assert [name for name, _ in model.named_parameters()] == parameters
@@ -49,7 +49,7 @@ def test_state_dict_and_parameters_follow_the_spec_order():
 
 
 def test_weights_loaded_by_position_land_in_the_right_layers():
-    source, target = archspec.compile(SPEC), archspec.compile(SPEC)
+    source, target = archspec.compile(archspec.loads(SPEC)), archspec.compile(archspec.loads(SPEC))
     with torch.no_grad():
         for src, dst in zip(source.parameters(), target.parameters()):
             dst.copy_(src)

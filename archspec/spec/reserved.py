@@ -31,7 +31,7 @@ MODULE_ATTRIBUTES = frozenset({
     "_state_dict_pre_hooks", "_tracer_cls", "_tracer_extras", "_unregister_create_node_hook",
     "_unregister_deepcopy_hook", "_unregister_erase_node_hook", "_unregister_replace_node_hook",
     "_version", "_wrapped_call", "_wrapped_call_impl", "add_module", "add_submodule", "apply",
-    "archspec_name", "bfloat16", "buffers", "call_super_init", "children", "code", "compile",
+    "archspec_name", "archspec_spec", "bfloat16", "buffers", "call_super_init", "children", "code", "compile",
     "cpu", "cuda", "delete_all_unused_submodules", "delete_submodule", "double", "dump_patches",
     "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state", "get_parameter",
     "get_submodule", "graph", "half", "ipu", "load_state_dict", "meta", "modules", "mtia",
