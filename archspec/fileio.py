@@ -60,8 +60,8 @@ def open_input(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     """The regular file at path, opened for reading; FileError for anything else. Opened
     non-blocking first, so a FIFO is refused instead of waiting for a writer."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise _os_failure(path, exc, f"read {what}", "check that the path exists and is a "
                           "readable file") from None
@@ -114,10 +114,15 @@ def output_target(path: str | os.PathLike) -> Target:
             return Target("stream", name, fd)
     if stat.S_ISREG(st.st_mode):
         return Target("atomic", os.path.realpath(name))
-    if stat.S_ISFIFO(st.st_mode) or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _null_device()):
+    if _in_place_kind(st):
         return Target("in_place", name)
     raise FileError(f"refusing to write to '{name}': it is {kind_of(st.st_mode)}, not a regular "
                     "file", OTHER_HINT)
+
+
+def _in_place_kind(st: os.stat_result) -> bool:
+    """A FIFO, or the null device: written where it is, never renamed over."""
+    return stat.S_ISFIFO(st.st_mode) or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _null_device())
 
 
 def _null_device() -> int | None:
@@ -173,12 +178,17 @@ def _write_through(path, stream: BinaryIO, write) -> int:
 
 def _write_in_place(path, write) -> int:
     try:  # non-blocking open: a FIFO without a reader fails (ENXIO) instead of hanging
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             raise FileError(f"cannot write '{os.fspath(path)}': no process is reading from "
                             "this FIFO", "start the reader first") from None
         raise _os_failure(path, exc, "write", OTHER_HINT) from None
+    if not _in_place_kind(os.fstat(fd)):  # the path was swapped after we looked at it
+        os.close(fd)
+        raise FileError(f"refusing to write to '{os.fspath(path)}': it is no longer a FIFO or "
+                        "the null device", OTHER_HINT)
     os.set_blocking(fd, True)
     with os.fdopen(fd, "wb") as stream:
         return _write_through(path, stream, write)

@@ -54,6 +54,14 @@ def test_check_reads_a_spec_from_standard_input_named_stdin():
                          "<stdin>:4:12: error: unknown layer type 'MaxPool2D'")
 
 
+def test_build_reads_standard_input_and_keeps_that_text_in_the_checkpoint(tmp_path):
+    out = tmp_path / "lenet.pt"
+    result = cli("build", "-", "-o", out, stdin=LENET.read_bytes())
+    assert result.returncode == 0, text(result)
+    import torch
+    assert torch.load(out, weights_only=True)["spec"] == LENET.read_text()
+
+
 def test_standard_input_has_the_same_size_limit_as_a_file():
     assert_clean_failure(cli("check", "-", "--max-bytes", 100, stdin=LENET.read_bytes()),
                          "<stdin>:1:1: error: spec is more than the limit of 100 bytes")
@@ -108,6 +116,7 @@ def test_exit_status_is_0_valid_1_spec_or_file_error_2_usage(tmp_path):
     assert cli("check", LENET).returncode == 0
     assert cli("check", tmp_path / "missing.yaml").returncode == 1
     assert cli("check", tmp_path).returncode == 1                   # a directory
+    assert_clean_failure(cli("check", "x" * 5000), "cannot read spec file", "name too long")
     assert cli("diagram", tmp_path / "missing.yaml", "-o", tmp_path / "x.svg").returncode == 1
     assert cli("build", tmp_path / "missing.yaml", "-o", tmp_path / "x.pt").returncode == 1
     assert cli("verify", tmp_path / "missing.yaml").returncode == 1

@@ -35,9 +35,10 @@ ZOO_TEXT = {p.stem: p.read_text(encoding="utf-8") for p in SPECS}
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 
 
-def budget(n: int):
-    """hypothesis settings: n examples (or FUZZ_EXAMPLES), a per-example deadline."""
-    return settings(max_examples=EXAMPLES or n, deadline=5000, derandomize=not EXAMPLES,
+def budget(n: int, deadline: int | None = 5000):
+    """hypothesis settings: n examples (or FUZZ_EXAMPLES), a per-example deadline (none for
+    examples through torch, whose first compile warms up for seconds on a busy machine)."""
+    return settings(max_examples=EXAMPLES or n, deadline=deadline, derandomize=not EXAMPLES,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
 
@@ -375,7 +376,7 @@ def verify_outcome(text: str) -> None:
 
 
 @pytest.mark.skipif(not ZOO, reason="no zoo specs")
-@budget(60)
+@budget(60, deadline=None)
 @given(st.data())
 def test_mutated_zoo_specs_verify_on_meta(data):
     name = data.draw(st.sampled_from(sorted(ZOO)))
@@ -443,7 +444,7 @@ def damaged_checkpoint(draw) -> bytes:
     return saved(parts)
 
 
-@budget(200)
+@budget(200, deadline=None)
 @given(damaged_checkpoint())
 def test_damaged_checkpoints_give_only_archspec_errors(content):
     import tempfile
