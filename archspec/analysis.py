@@ -93,6 +93,7 @@ class Analysis:
     errors: list[Diagnostic]
     batch_size: int = 1
     dtype_bytes: int = 4
+    warnings: list[Diagnostic] = field(default_factory=list)  # valid, but likely not meant
 
     @property
     def input_shape(self) -> Shape:
@@ -159,6 +160,7 @@ class Analysis:
                 "notes": i.notes,
             } for i in self.layers.values()],
             "errors": [d.to_json() for d in self.errors],
+            "warnings": [d.to_json() for d in self.warnings],
         }
 
 
@@ -182,7 +184,29 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4) -> A
         fields[node.name] = info.receptive_field
     if result.errors:
         raise SpecError(result.errors, partial=result)
+    result.warnings = unused_outputs(network)
     return result
+
+
+def unused_outputs(network: Network) -> list[Diagnostic]:
+    """Layers computed and then dropped: nothing reads them and they are not outputs."""
+    used = set(network.outputs)
+    for node in network.nodes.values():
+        used.update(node.inputs)
+    by_place: dict[tuple, list[Diagnostic]] = {}  # a repeat's copies share one place
+    for node in network.nodes.values():
+        if node.name not in used:
+            warning = network.source.diagnostic(
+                node.path, f"the output of '{node.name}' is never used", layer=node.name,
+                notes=node.context, hint=f"list it in 'outputs:' to return it as well (outputs: "
+                f"[{', '.join(network.outputs + [node.name])}]), read it with 'from:', or remove it")
+            warning.severity = "warning"
+            by_place.setdefault((warning.line, warning.column), []).append(warning)
+    for same in by_place.values():
+        if len(same) > 1:
+            same[0].notes.append(f"so are the outputs of {len(same) - 1} more copies written here "
+                                 f"(last: '{same[-1].layer}')")
+    return [same[0] for same in by_place.values()]
 
 
 def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
@@ -206,9 +230,13 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
                            f"sample, more than the limit of {MAX_VALUES:.0e}",
                            hint="no network holds tensors this large; check the sizes and "
                                 "upsampling factors up to this layer")
-    notes: list[str] = []
-    rf = None
+    rf, notes = None, []
     parents = [fields.get(i) for i in node.data_inputs]
+    gates = gate_inputs(node, in_shapes, out)
+    if gates:  # squeeze-and-excitation: the field is the spatial path's
+        parents = [p for i, p in enumerate(parents) if i not in gates]
+        notes.extend(f"'{node.inputs[i]}' ({fmt_shape(in_shapes[i])}) is a gate that adds global "
+                     "context; the field shown is that of the spatial path" for i in gates)
     if steps is not None and parents and all(p is not None for p in parents):
         composed = [rf_compose(p, steps) for p in parents]
         rf, note = rf_union(composed) if len(composed) > 1 else (composed[0], None)
@@ -219,6 +247,15 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
                      inputs=list(node.inputs), input_shapes=in_shapes, output_shape=out,
                      params=counts.params, trainable_params=trainable, buffers=counts.buffers,
                      macs=counts.macs, receptive_field=rf, notes=notes, identity=identity)
+
+
+def gate_inputs(node: Node, in_shapes: list[Shape], out: Shape) -> list[int]:
+    """Inputs of a broadcasting product that hold one value per channel (spatial size 1) while
+    the output is a map: gates, as in squeeze-and-excitation."""
+    if not node.kind.broadcasts or all(n == 1 for n in out[1:]):
+        return []
+    gates = [i for i, s in enumerate(in_shapes) if len(s) > 1 and all(n == 1 for n in s[1:])]
+    return gates if len(gates) < len(in_shapes) else []
 
 
 def shape_diagnostic(network: Network, node: Node, in_shapes, problem: ShapeProblem) -> Diagnostic:

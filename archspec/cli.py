@@ -57,12 +57,14 @@ def source_lines(diagnostic: Diagnostic) -> list[str] | None:
     return None
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], err: Console) -> None:
+def print_diagnostics(diagnostics: list[Diagnostic], err: Console, severity: str = "error"
+                      ) -> None:
     sys.stdout.flush()  # a partial table on stdout comes before the errors
     for d in diagnostics:
         err.print(d.format(source_lines(d)), highlight=False, markup=False, soft_wrap=True)
     n = len(diagnostics)
-    err.print(f"{n} error{'s' if n != 1 else ''}", style="bold red", highlight=False)
+    err.print(f"{n} {severity}{'s' if n != 1 else ''}",
+              style="bold red" if severity == "error" else "bold yellow", highlight=False)
 
 
 def internal_failure(exc: InternalError) -> None:
@@ -201,7 +203,8 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
             failed = True
             if as_json:
                 doc = exc.partial.to_json() if exc.partial is not None else {"name": None}
-                doc.update(file=spec, valid=False, errors=[d.to_json() for d in exc.diagnostics])
+                doc.update(file=spec, valid=False, errors=[d.to_json() for d in exc.diagnostics],
+                           warnings=doc.get("warnings", []))
                 results.append(doc)
             else:
                 if exc.partial is not None:
@@ -212,6 +215,8 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
             results.append(dict(analysis.to_json(), file=spec, valid=True))
         else:
             print_report(analysis, out)
+            if analysis.warnings:  # shown, but the spec is valid: the exit status stays 0
+                print_diagnostics(analysis.warnings, err, "warning")
             if len(specs) > 1:
                 out.print()
     if as_json:

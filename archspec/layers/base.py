@@ -61,6 +61,7 @@ class LayerKind:
     base_name: ClassVar[str] = ""       # default node name stem ("conv" -> conv1, conv2)
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
+    broadcasts: ClassVar[bool] = False  # size-1 dims of an input stretch (a product's gates)
 
     def output_shape(self, cfg: Any, inputs: list[Shape]) -> Shape:
         return inputs[0]

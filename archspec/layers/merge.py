@@ -90,6 +90,7 @@ class Multiply(_Merge):
     name = "multiply"
     Config = MultiplyConfig
     base_name = "mul"
+    broadcasts = True
 
     def output_shape(self, cfg, inputs):
         rank = len(inputs[0])
