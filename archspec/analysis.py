@@ -94,6 +94,7 @@ class Analysis:
     batch_size: int = 1
     dtype_bytes: int = 4
     warnings: list[Diagnostic] = field(default_factory=list)  # valid, but likely not meant
+    _saved: dict[str, int] | None = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> Shape:
@@ -123,13 +124,39 @@ class Analysis:
         return self.total("macs")
 
     def output_bytes(self, info: LayerInfo) -> int:
+        """New memory the layer's output takes in inference: 0 for a view or an identity (a
+        flatten, a projection not needed, dropout in eval), which shares its input's storage."""
+        node = self.network.nodes[info.name]
+        if node.kind.aliases_input(node.cfg, info.input_shapes, False):
+            return 0
         return shapes.product(info.output_shape) * self.batch_size * self.dtype_bytes
 
     @property
+    def input_bytes(self) -> int:
+        return shapes.product(self.input_shape) * self.batch_size * self.dtype_bytes
+
+    @property
     def activation_bytes(self) -> int:
-        """Bytes of every layer output for one forward pass of the batch (what training keeps)."""
-        return sum(self.output_bytes(i) for i in self.layers.values()) + \
-            shapes.product(self.input_shape) * self.batch_size * self.dtype_bytes
+        """The input and every distinct layer output of one forward pass, none freed: a bound
+        on the inference peak (inference_peak_bytes is the exact figure)."""
+        return sum(self.output_bytes(i) for i in self.layers.values()) + self.input_bytes
+
+    @property
+    def saved_bytes(self) -> dict[str, int]:
+        """Per layer: bytes autograd keeps for the backward pass (archspec.memory)."""
+        if self._saved is None:
+            from .memory import saved_bytes
+            self._saved = saved_bytes(self)
+        return self._saved
+
+    @property
+    def total_saved_bytes(self) -> int:
+        return sum(self.saved_bytes.values())
+
+    @property
+    def inference_peak_bytes(self) -> int:
+        from .memory import inference_peak_bytes
+        return inference_peak_bytes(self)
 
     @property
     def param_bytes(self) -> int:
@@ -150,12 +177,15 @@ class Analysis:
             "batch_size": self.batch_size,
             "dtype_bytes": self.dtype_bytes,
             "activation_bytes": self.activation_bytes,
+            "saved_bytes": self.total_saved_bytes,
+            "inference_peak_bytes": self.inference_peak_bytes,
             "param_bytes": self.param_bytes,
             "layers": [{
                 "name": i.name, "type": i.type, "label": i.label, "inputs": i.inputs,
                 "output_shape": list(i.output_shape), "params": i.params,
                 "trainable_params": i.trainable_params, "buffers": i.buffers, "macs": i.macs,
                 "output_bytes": self.output_bytes(i),
+                "saved_bytes": self.saved_bytes[i.name],
                 "receptive_field": i.receptive_field.to_json() if i.receptive_field else None,
                 "notes": i.notes,
             } for i in self.layers.values()],

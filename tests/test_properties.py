@@ -484,3 +484,48 @@ def test_residual_field_spans_body_and_strided_shortcut():
     # body: 3 wide / 2, then a 3-tap conv dilated by 2 at jump 2: 3 + 2 * 2 * 2 = 11
     assert out.receptive_field.size == (11, 11)
     assert out.receptive_field.stride == (2, 2)
+
+
+# ---- memory against PyTorch's autograd and a live-tensor count ------------------------------
+
+MEMORY_DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def freeze_some(draw, node):
+    """Mark random primitive layers trainable: false (walking blocks and branches), so the
+    saved tensors follow which inputs and parameters need gradients."""
+    from archspec.layers import REGISTRY
+    if isinstance(node, dict):
+        if node.get("type") in REGISTRY and draw(st.integers(0, 3)) == 0:
+            node["trainable"] = False
+        for value in node.values():
+            freeze_some(draw, value)
+    elif isinstance(node, list):
+        for value in node:
+            freeze_some(draw, value)
+
+
+@st.composite
+def memory_cases(draw):
+    spec, _ = draw(multipath_specs())
+    freeze_some(draw, spec["layers"])
+    dtype = draw(st.sampled_from(list(MEMORY_DTYPES)))
+    if len(spec["input"]) == 4 and MEMORY_DTYPES[dtype] == 2:
+        dtype = "float32"  # PyTorch's CPU avg_pool3d has no half kernels
+    return spec, dtype, draw(st.integers(2, 3))  # batch norm trains on 2 values or more
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(memory_cases())
+def test_random_specs_memory_matches_pytorch(case):
+    """Saved-for-backward per layer equals saved_tensors_hooks on the compiled model, and the
+    inference peak equals the live layer outputs counted while the model runs."""
+    from archspec.backends.memory_probe import measure_inference_peak, measure_saved_bytes
+    from archspec.memory import inference_peak_bytes, saved_bytes
+    spec, dtype, batch = case
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.load(text), batch_size=batch,
+                                dtype_bytes=MEMORY_DTYPES[dtype])
+    assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
+    assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
+    event(dtype)

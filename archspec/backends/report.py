@@ -36,16 +36,17 @@ def layer_table(analysis: Analysis, title: str | None = None) -> Table:
     table.add_column("MACs", justify="right")
     table.add_column("RF /stride", justify="right", no_wrap=True)
     table.add_column(f"out mem (batch {analysis.batch_size})", justify="right", no_wrap=True)
-    input_bytes = analysis.activation_bytes - sum(analysis.output_bytes(i)
-                                                  for i in analysis.layers.values())
-    table.add_row("input", "", fmt_shape(analysis.input_shape), "", "", "", human_bytes(input_bytes))
+    table.add_column("saved", justify="right", no_wrap=True)
+    table.add_row("input", "", fmt_shape(analysis.input_shape), "", "", "",
+                  human_bytes(analysis.input_bytes), "")
     for info in analysis.layers.values():
         params = f"{info.params:,}" if info.params else ""
         if info.params and info.trainable_params == 0:
             params += " (frozen)"
         table.add_row(info.name, info.label, fmt_shape(info.output_shape), params,
                       f"{info.macs:,}" if info.macs else "", rf_text(info),
-                      human_bytes(analysis.output_bytes(info)))
+                      human_bytes(analysis.output_bytes(info)),
+                      human_bytes(analysis.saved_bytes[info.name]))
     return table
 
 
@@ -57,8 +58,9 @@ def totals_lines(a: Analysis) -> list[str]:
         f"params: {a.params:,} (trainable {a.trainable_params:,}, frozen {frozen:,}); "
         f"buffers: {a.buffers:,}",
         f"MACs per sample: {a.macs:,} ({human(a.macs)}); FLOPs = 2 x MACs = {human(2 * a.macs)}",
-        f"memory: parameters+buffers {human_bytes(a.param_bytes)}; activations for batch "
-        f"{a.batch_size} ({a.dtype_bytes}-byte floats): {human_bytes(a.activation_bytes)}",
+        f"memory for batch {a.batch_size} ({a.dtype_bytes}-byte floats): parameters+buffers "
+        f"{human_bytes(a.param_bytes)}; inference peak {human_bytes(a.inference_peak_bytes)}; "
+        f"saved for backward {human_bytes(a.total_saved_bytes)}",
     ]
 
 

@@ -5,29 +5,44 @@ from typing import Any, Literal
 
 from pydantic import Field, create_model
 
-from .base import DIM_DOC, LayerConfig, LayerKind, register, sample_axis
+from .base import (DIM_DOC, SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, register,
+                   sample_axis)
 
-# name -> (torch.nn class, extra fields {field: (type, default)})
-ACTIVATIONS: dict[str, tuple[str, dict[str, tuple[Any, Any]]]] = {
-    "relu": ("ReLU", {}),
-    "leaky_relu": ("LeakyReLU", {"negative_slope": (float, 0.01)}),
-    "relu6": ("ReLU6", {}),
-    "elu": ("ELU", {"alpha": (float, 1.0)}),
-    "gelu": ("GELU", {"approximate": (Literal["none", "tanh"], "none")}),
-    "silu": ("SiLU", {}),
-    "hardswish": ("Hardswish", {}),
-    "hardsigmoid": ("Hardsigmoid", {}),
-    "sigmoid": ("Sigmoid", {}),
-    "tanh": ("Tanh", {}),
-    "softmax": ("Softmax", {"dim": (int, Field(1, description=DIM_DOC))}),
-    "log_softmax": ("LogSoftmax", {"dim": (int, Field(1, description=DIM_DOC))}),
-    "identity": ("Identity", {}),
+# torch.nn classes that take inplace=...; a kind with inplace = True is built that way
+INPLACE_CAPABLE = {"ReLU", "LeakyReLU", "ReLU6", "ELU", "SiLU", "Hardswish", "Hardsigmoid"}
+
+# name -> (torch.nn class, what its backward keeps, extra fields {field: (type, default)});
+# "output" for the ops whose derivative PyTorch writes with the result (relu, sigmoid, tanh,
+# softmax), "input" for the rest, None for the identity (which returns its input)
+ACTIVATIONS: dict[str, tuple[str, str | None, dict[str, tuple[Any, Any]]]] = {
+    "relu": ("ReLU", "output", {}),
+    "leaky_relu": ("LeakyReLU", "input", {"negative_slope": (float, 0.01)}),
+    "relu6": ("ReLU6", "input", {}),
+    "elu": ("ELU", "input", {"alpha": (float, 1.0)}),
+    "gelu": ("GELU", "input", {"approximate": (Literal["none", "tanh"], "none")}),
+    "silu": ("SiLU", "input", {}),
+    "hardswish": ("Hardswish", "input", {}),
+    "hardsigmoid": ("Hardsigmoid", "input", {}),
+    "sigmoid": ("Sigmoid", "output", {}),
+    "tanh": ("Tanh", "output", {}),
+    "softmax": ("Softmax", "output", {"dim": (int, Field(1, description=DIM_DOC))}),
+    "log_softmax": ("LogSoftmax", "output", {"dim": (int, Field(1, description=DIM_DOC))}),
+    "identity": ("Identity", None, {}),
 }
 
 
 class _Activation(LayerKind):
     family = "activation"
     torch_name = ""
+    keeps: str | None = None
+
+    def saved(self, cfg, inputs, output, grad):
+        if self.keeps is None or not grad.inputs[0]:
+            return []
+        return [SAVES_OUTPUT if self.keeps == "output" else SAVES_INPUT]
+
+    def aliases_input(self, cfg, inputs, training):
+        return self.keeps is None or (self.inplace and self.torch_name in INPLACE_CAPABLE)
 
     def output_shape(self, cfg, inputs):
         if getattr(cfg, "dim", None) is not None:
@@ -37,11 +52,13 @@ class _Activation(LayerKind):
     def build_torch(self, cfg, inputs, output):
         import torch.nn as nn
         extra = cfg.model_dump(exclude={"type", "name", "from_", "trainable"})
+        if self.inplace and self.torch_name in INPLACE_CAPABLE:
+            extra["inplace"] = True
         return getattr(nn, self.torch_name)(**extra)  # dim counts as in PyTorch
 
 
-for _name, (_torch_name, _fields) in ACTIVATIONS.items():
+for _name, (_torch_name, _keeps, _fields) in ACTIVATIONS.items():
     _config = create_model(f"{_torch_name}Config", __base__=LayerConfig,
                            type=(Literal[_name], ...), **_fields)
     register(type(_torch_name, (_Activation,), {"name": _name, "Config": _config,
-                                                 "torch_name": _torch_name}))
+                                                 "torch_name": _torch_name, "keeps": _keeps}))

@@ -34,6 +34,42 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Saved:
+    """One tensor autograd keeps for a layer's backward pass, as PyTorch's derivative formulas
+    save it: one of the layer's inputs, its output, or a tensor the layer makes on the way (a
+    padded copy, max-pool indices, a dropout mask, per-channel statistics)."""
+    tensor: Literal["input", "output", "new"]
+    index: int = 0              # "input": which input
+    shape: Shape = ()           # "new": its shape, without the batch dim when `batched`
+    batched: bool = True        # "new": it has the batch dim
+    int64: bool = False         # "new": indices, 8 bytes each whatever the dtype
+
+    def elements(self, batch_size: int) -> int:
+        from ..shapes import product
+        return product(self.shape) * (batch_size if self.batched else 1)
+
+
+SAVES_INPUT, SAVES_OUTPUT = Saved("input"), Saved("output")
+
+
+def stats(channels: int) -> list[Saved]:
+    """Batch norm's saved mean and inverse standard deviation, one value per channel each."""
+    return [Saved("new", shape=(channels,), batched=False)] * 2
+
+
+@dataclass(frozen=True)
+class GradFlow:
+    """Which tensors of a layer take part in the backward pass: its inputs that require grad,
+    and whether it has trainable parameters."""
+    inputs: tuple[bool, ...]
+    params: bool
+
+    @property
+    def any(self) -> bool:
+        return self.params or any(self.inputs)
+
+
+@dataclass(frozen=True)
 class RFStep:
     """One spatial dim of a sliding window: effective kernel, stride, left padding."""
     kernel: int
@@ -83,6 +119,19 @@ class LayerKind:
     def build_torch(self, cfg: Any, inputs: list[Shape], output: Shape):
         raise NotImplementedError(self.name)
 
+    # ---- memory: every kind states what its PyTorch lowering keeps (register checks) --------
+    inplace: ClassVar[bool] = False     # the torch builder applies it in place (output = input)
+
+    def saved(self, cfg: Any, inputs: list[Shape], output: Shape, grad: GradFlow) -> list[Saved]:
+        """Tensors autograd keeps for this layer's backward in train mode (parameters and
+        buffers aside), each a separate storage unless it is an input or the output."""
+        raise NotImplementedError(self.name)
+
+    def aliases_input(self, cfg: Any, inputs: list[Shape], training: bool) -> bool:
+        """True when the output shares its (first) input's storage: a view, an identity, an
+        in-place op."""
+        return self.inplace
+
 
 REGISTRY: dict[str, LayerKind] = {}
 COMPOSITES: dict[str, Any] = {}  # block kinds that expand into several nodes (layers/blocks.py)
@@ -102,6 +151,9 @@ def register(kind_cls: type[LayerKind]) -> type[LayerKind]:
     type_field = kind_cls.Config.model_fields.get("type")
     if type_field is None or type_field.annotation != Literal[name]:  # type: ignore[valid-type]
         raise ValueError(f"layer kind '{name}' must declare type: Literal['{name}']")
+    if kind_cls.saved is LayerKind.saved:
+        raise ValueError(f"layer kind '{name}' must declare its memory rule (saved): which "
+                         "tensors its backward keeps")
     REGISTRY[name] = kind_cls()
     if not kind_cls.base_name:
         kind_cls.base_name = name

@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import Field, PositiveInt, NonNegativeInt
 
 from .. import shapes
-from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, RFStep,
-                   check_declared,
+from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
+                   RFStep, Saved, check_declared,
                    ShapeProblem, check_bias_literal, check_literal, dims_text, load_literals,
                    per_dim, register, require_spatial, step_text)
 
@@ -84,6 +84,12 @@ def is_symmetric(pads: list[tuple[int, int]]) -> bool:
     return all(lo == hi for lo, hi in pads)
 
 
+def padded_copy(shape, pads: list[tuple[int, int]]) -> Saved:
+    """The input padded explicitly (F.pad) before a conv or pool, which then saves that copy."""
+    return Saved("new", shape=(shape[0],) + tuple(n + lo + hi for n, (lo, hi) in zip(shape[1:],
+                                                                                      pads)))
+
+
 @register
 class Conv(LayerKind):
     name = "conv"
@@ -153,6 +159,17 @@ class Conv(LayerKind):
             module = padded(module, torch_pad_args(pads), cfg.padding_mode)
         load_literals(module, cfg)
         return module
+
+    def saved(self, cfg, inputs, output, grad):
+        """The conv keeps the tensor it convolves (for the weight's gradient, and it keeps it
+        even when only the input needs one); a reflect/replicate pad also keeps the input."""
+        if not grad.any:
+            return []
+        *_, pads = self.geometry(cfg, inputs[0])
+        if is_symmetric(pads) and cfg.padding_mode == "zeros":
+            return [SAVES_INPUT]
+        pad_keeps_input = cfg.padding_mode in ("reflect", "replicate") and grad.inputs[0]
+        return [SAVES_INPUT] * pad_keeps_input + [padded_copy(inputs[0], pads)]
 
 
 class ConvTransposeConfig(LayerConfig, ActivationField, FixedWeights):
@@ -224,6 +241,9 @@ class ConvTranspose(LayerKind):
         load_literals(module, cfg)
         return module
 
+    def saved(self, cfg, inputs, output, grad):
+        return [SAVES_INPUT] if grad.any else []
+
 
 class DepthwiseConvConfig(LayerConfig, ActivationField, FixedWeights):
     type: Literal["depthwise_conv"]
@@ -265,5 +285,8 @@ class DepthwiseConv(LayerKind):
 
     def build_torch(self, cfg, inputs, output):
         return Conv.build_torch(self, self.as_conv(cfg, inputs), inputs, output)
+
+    def saved(self, cfg, inputs, output, grad):
+        return Conv.saved(self, self.as_conv(cfg, inputs), inputs, output, grad)
 
     geometry = Conv.geometry

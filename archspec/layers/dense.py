@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from .. import shapes
-from .base import (ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, ShapeProblem,
+from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, ShapeProblem,
                    check_declared,
                    check_bias_literal, check_literal, fmt_shape, load_literals, register)
 
@@ -55,6 +55,11 @@ class Dense(LayerKind):
         load_literals(module, cfg)
         return module
 
+    def saved(self, cfg, inputs, output, grad):
+        """addmm/mm keep the input only for the weight's gradient (the weight, a parameter, is
+        what the input's gradient needs)."""
+        return [SAVES_INPUT] if grad.params else []
+
 
 class FlattenConfig(LayerConfig):
     type: Literal["flatten"]
@@ -69,6 +74,12 @@ class Flatten(LayerKind):
 
     def output_shape(self, cfg, inputs):
         return (shapes.product(inputs[0]),)
+
+    def saved(self, cfg, inputs, output, grad):
+        return []
+
+    def aliases_input(self, cfg, inputs, training):
+        return True  # a view of its (contiguous) input
 
     def rf_steps(self, cfg, inputs):
         return None

@@ -6,8 +6,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from .. import shapes
-from .base import (DIM_DOC, Counts, LayerConfig, LayerKind, RFStep, ShapeProblem, fmt_shape,
-                   register, sample_axis)
+from .base import (DIM_DOC, SAVES_INPUT, Counts, LayerConfig, LayerKind, RFStep, Saved,
+                   ShapeProblem, fmt_shape, register, sample_axis, stats)
 
 
 def listing(inputs) -> str:
@@ -23,6 +23,9 @@ class _Merge(LayerKind):
     family = "merge"
     min_inputs = 2
     max_inputs = None
+
+    def saved(self, cfg, inputs, output, grad):
+        return []  # cat and + need only sizes for their backward
 
 
 @register
@@ -108,6 +111,21 @@ class Multiply(_Merge):
     def label(self, cfg, inputs):
         return "multiply"
 
+    def saved(self, cfg, inputs, output, grad):
+        """x1 * x2 * ... runs as a chain of products; each keeps one factor for the other's
+        gradient (only when the other requires grad), and the partial products are new."""
+        kept: list[Saved] = []
+        left, left_grad = Saved("input", 0), grad.inputs[0]
+        left_shape = inputs[0]
+        for i in range(1, len(inputs)):
+            if left_grad:
+                kept.append(Saved("input", i))
+            if grad.inputs[i]:
+                kept.append(left)
+            left_shape = tuple(max(a, b) for a, b in zip(left_shape, inputs[i]))
+            left, left_grad = Saved("new", shape=left_shape), left_grad or grad.inputs[i]
+        return kept
+
     def build_torch(self, cfg, inputs, output):
         from ..backends.torch_modules import Multiply as TorchMultiply
         return TorchMultiply()
@@ -167,6 +185,17 @@ class Projection(LayerKind):
 
     def is_identity(self, cfg, inputs):
         return self.strides(inputs) is None
+
+    def aliases_input(self, cfg, inputs, training):
+        return self.is_identity(cfg, inputs)
+
+    def saved(self, cfg, inputs, output, grad):
+        """The 1x1 conv keeps its input; its batch norm keeps the conv's output (made inside
+        this layer) and the statistics."""
+        if self.is_identity(cfg, inputs) or not grad.any:
+            return []
+        return [SAVES_INPUT] + ([Saved("new", shape=output)] + stats(output[0]) if cfg.norm
+                                else [])
 
     def label(self, cfg, inputs):
         strides = self.strides(inputs)

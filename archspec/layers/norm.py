@@ -5,7 +5,9 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, confloat
 
-from .base import Counts, LayerConfig, LayerKind, ShapeProblem, check_declared, register
+from .. import shapes
+from .base import (SAVES_INPUT, Counts, LayerConfig, LayerKind, Saved, ShapeProblem,
+                   check_declared, register, stats)
 
 
 class BatchNormConfig(LayerConfig):
@@ -35,6 +37,9 @@ class BatchNorm(LayerKind):
 
     def label(self, cfg, inputs):
         return "batch norm"
+
+    def saved(self, cfg, inputs, output, grad):
+        return [SAVES_INPUT] + stats(inputs[0][0]) if grad.any else []
 
     def build_torch(self, cfg, inputs, output):
         import torch.nn as nn
@@ -67,6 +72,15 @@ class LocalResponseNorm(LayerKind):
     def label(self, cfg, inputs):
         return f"LRN {cfg.size}"
 
+    def saved(self, cfg, inputs, output, grad):
+        """F.local_response_norm is composite: x*x (keeps x), an average pool over the channels
+        padded by size-1 (keeps that copy), then pow (keeps its base) and x / div (keeps div)."""
+        if not grad.inputs[0]:
+            return []
+        c, *spatial = inputs[0]
+        padded = Saved("new", shape=(c + cfg.size - 1, shapes.product(spatial)))
+        return [SAVES_INPUT, padded, Saved("new", shape=output), Saved("new", shape=output)]
+
     def build_torch(self, cfg, inputs, output):
         import torch.nn as nn
         return nn.LocalResponseNorm(cfg.size, alpha=cfg.alpha, beta=cfg.beta, k=cfg.k)
@@ -86,6 +100,16 @@ class Dropout(LayerKind):
 
     def label(self, cfg, inputs):
         return f"dropout {cfg.p:g}"
+
+    def saved(self, cfg, inputs, output, grad):
+        """On the CPU, dropout multiplies by a mask of the input's dtype and keeps the mask
+        (p=1: a single zero); p=0 returns its input."""
+        if cfg.p == 0 or not grad.inputs[0]:
+            return []
+        return [Saved("new", shape=() if cfg.p == 1 else inputs[0], batched=cfg.p != 1)]
+
+    def aliases_input(self, cfg, inputs, training):
+        return cfg.p == 0 or not training
 
     def build_torch(self, cfg, inputs, output):
         import torch.nn as nn

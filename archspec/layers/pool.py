@@ -6,9 +6,15 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from .. import shapes
-from .base import (LayerConfig, LayerKind, RFStep, ShapeProblem, dims_text, per_dim,
-                   register, require_spatial, step_text)
-from .conv import AXES, Padding, conv_padding, is_symmetric, torch_pad_args, window_too_large
+from .base import (SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, RFStep, Saved,
+                   ShapeProblem, dims_text, per_dim, register, require_spatial, step_text)
+from .conv import (AXES, Padding, conv_padding, is_symmetric, padded_copy, torch_pad_args,
+                   window_too_large)
+
+
+def indices(output) -> Saved:
+    """Max pooling keeps where each maximum was: one int64 per output value."""
+    return Saved("new", shape=tuple(output), int64=True)
 
 
 class PoolConfig(LayerConfig):
@@ -76,11 +82,30 @@ class _Pool(LayerKind):
         text = f"{self.op} {dims_text(kernel)}"
         return text + (f"/{step_text(stride)}" if stride != kernel else "")
 
+    def pads_itself(self, cfg, shape) -> bool:
+        """PyTorch pads at most half the kernel itself ('same' with dilation can need more);
+        otherwise the input is padded explicitly first."""
+        kernel, _, _, pads = self.geometry(cfg, shape)
+        return is_symmetric(pads) and all(2 * lo <= k for (lo, _), k in zip(pads, kernel))
+
+    def saved(self, cfg, inputs, output, grad):
+        """The pool keeps the tensor it pools (the input, or its padded copy); a max pool also
+        its indices; an average pool that excludes explicit padding divides by a map of
+        counts, which the division keeps."""
+        if not grad.inputs[0]:
+            return []
+        *_, pads = self.geometry(cfg, inputs[0])
+        pooled = SAVES_INPUT if self.pads_itself(cfg, inputs[0]) else padded_copy(inputs[0], pads)
+        if self.op == "maxpool":
+            return [pooled, indices(output)]
+        if pooled is SAVES_INPUT or cfg.count_include_pad:
+            return [pooled]
+        return [pooled, Saved("new", shape=tuple(output[1:]), batched=False)]
+
     def build_torch(self, cfg, inputs, output):
         from ..backends import torch_modules as tm
         kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
-        # PyTorch pads at most half the kernel itself ('same' with dilation can need more)
-        symmetric = is_symmetric(pads) and all(2 * lo <= k for (lo, _), k in zip(pads, kernel))
+        symmetric = self.pads_itself(cfg, inputs[0])
         padding = tuple(lo for lo, _ in pads) if symmetric else 0
         extra = {"dilation": dilation} if self.op == "maxpool" else \
             {"count_include_pad": cfg.count_include_pad or not symmetric}
@@ -138,6 +163,15 @@ class _Adaptive(LayerKind):
     def label(self, cfg, inputs):
         return f"adaptive {self.op} {dims_text(self.output_shape(cfg, inputs)[1:])}"
 
+    def saved(self, cfg, inputs, output, grad):
+        """Adaptive max keeps its input and indices; adaptive average its input, except that
+        PyTorch computes an all-ones output size as a mean, which keeps nothing."""
+        if not grad.inputs[0]:
+            return []
+        if self.op == "max":
+            return [SAVES_INPUT, indices(output)]
+        return [] if set(output[1:]) == {1} else [SAVES_INPUT]
+
     def build_torch(self, cfg, inputs, output):
         from ..backends import torch_modules as tm
         return tm.adaptive_pool_class(self.op, len(output) - 1)(tuple(output[1:]))
@@ -180,6 +214,12 @@ class _Global(LayerKind):
 
     def label(self, cfg, inputs):
         return f"global {self.op} pool"
+
+    def saved(self, cfg, inputs, output, grad):
+        """mean keeps nothing; amax keeps its input and its result (to find the maxima)."""
+        if self.op == "avg" or not grad.inputs[0]:
+            return []
+        return [SAVES_INPUT, SAVES_OUTPUT]
 
     def build_torch(self, cfg, inputs, output):
         from ..backends import torch_modules as tm

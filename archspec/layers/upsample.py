@@ -43,6 +43,9 @@ class Upsample(LayerKind):
     def rf_steps(self, cfg, inputs):
         return None  # an upsampled unit's field depends on its position
 
+    def saved(self, cfg, inputs, output, grad):
+        return []  # interpolation's backward needs only the sizes
+
     def label(self, cfg, inputs):
         if cfg.size is not None:
             return f"upsample to {dims_text(self.output_shape(cfg, inputs)[1:])} ({cfg.mode})"

@@ -1,0 +1,176 @@
+"""Every layer kind's memory rule (LayerKind.saved, aliases_input) against PyTorch: the kind's
+own torch module runs alone under torch.autograd.graph.saved_tensors_hooks, and each tensor it
+saves is matched to its inputs, its output or a new storage (parameters and buffers aside).
+Every combination of inputs requiring grad and of frozen/trainable parameters is run, in every
+dtype of --dtype, so the rule is PyTorch's own behaviour, not a guess."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from archspec.layers.base import REGISTRY, GradFlow, LayerConfig, LayerKind, register
+from archspec.memory import Storages, storage_of
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64}
+
+# kind -> [(config fields, input shapes without batch)]: each kind's lowering paths
+SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
+    "conv": [({"out_channels": 4, "kernel_size": 3}, [(3, 7, 7)]),
+             ({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": "same"}, [(3, 8, 8)]),
+             ({"out_channels": 4, "kernel_size": 3, "padding": 1, "padding_mode": "reflect"},
+              [(3, 6, 6)]),
+             ({"out_channels": 2, "kernel_size": 3, "padding": 1, "padding_mode": "replicate"},
+              [(3, 6)]),
+             ({"out_channels": 2, "kernel_size": 3, "padding": 1, "padding_mode": "circular"},
+              [(2, 5, 5)]),
+             ({"out_channels": 2, "kernel_size": 3, "padding": 0, "padding_mode": "reflect"},
+              [(2, 5, 5)]),
+             ({"out_channels": 2, "kernel_size": 2, "padding": "same", "padding_mode": "reflect"},
+              [(2, 5, 5)]),
+             ({"out_channels": 2, "kernel_size": 3, "bias": False}, [(2, 4, 4, 4)])],
+    "depthwise_conv": [({"kernel_size": 3}, [(3, 6, 6)]),
+                       ({"kernel_size": 2, "padding": "same", "depth_multiplier": 2}, [(2, 7)])],
+    "conv_transpose": [({"out_channels": 4, "kernel_size": 2, "stride": 2}, [(3, 5, 5)])],
+    "dense": [({"out_features": 4}, [(6,)]), ({"out_features": 4, "bias": False}, [(6,)])],
+    "flatten": [({}, [(3, 4, 4)])],
+    "batch_norm": [({}, [(3, 5, 5)]), ({}, [(6,)]), ({"affine": False}, [(3, 5)]),
+                   ({"track_running_stats": False}, [(2, 3, 3, 3)])],
+    "local_response_norm": [({"size": 3}, [(5, 4, 4)]), ({"size": 2}, [(4, 6)])],
+    "dropout": [({"p": 0.5}, [(3, 4, 4)]), ({"p": 0.0}, [(6,)]), ({"p": 1.0}, [(6,)])],
+    "max_pool": [({"kernel_size": 2}, [(3, 6, 6)]), ({"kernel_size": 3, "stride": 2,
+                                                      "padding": "same"}, [(2, 8, 8)]),
+                 ({"kernel_size": 2, "dilation": 2}, [(2, 9)]), ({"kernel_size": 2}, [(2, 4, 4, 4)])],
+    "avg_pool": [({"kernel_size": 2}, [(3, 6, 6)]),
+                 ({"kernel_size": 2, "stride": 1, "padding": "same"}, [(2, 5, 5)]),
+                 ({"kernel_size": 2, "stride": 1, "padding": "same", "count_include_pad": False},
+                  [(2, 5)]),
+                 ({"kernel_size": 2}, [(2, 4, 4, 4)])],
+    "adaptive_avg_pool": [({"output_size": 1}, [(3, 5, 5)]), ({"output_size": 2}, [(3, 5, 5)]),
+                          ({"output_size": [1, 3]}, [(3, 5, 5)]), ({"output_size": 1}, [(3, 5)])],
+    "adaptive_max_pool": [({"output_size": 2}, [(3, 5, 5)]), ({"output_size": 1}, [(3, 6)])],
+    "global_avg_pool": [({}, [(3, 5, 5)])],
+    "global_max_pool": [({}, [(3, 5, 5)]), ({}, [(3, 5)])],
+    "upsample": [({"scale_factor": 2}, [(3, 4, 4)]), ({"size": 7, "mode": "linear"}, [(3, 4)])],
+    "concat": [({}, [(2, 4, 4), (3, 4, 4)])],
+    "add": [({}, [(2, 4, 4)] * 2), ({}, [(2, 4)] * 3)],
+    "multiply": [({}, [(2, 4, 4)] * 2), ({}, [(2, 4, 4), (2, 1, 1)]),
+                 ({}, [(2, 4, 4), (2, 1, 1), (2, 4, 4)])],
+    "projection": [({}, [(3, 6, 6), (3, 6, 6)]), ({}, [(3, 6, 6), (4, 3, 3)]),
+                   ({"norm": False}, [(3, 6, 6), (4, 3, 3)])],
+}
+ACTIVATION_SHAPE = [(3, 4, 4)]
+
+
+def samples():
+    for name, kind in sorted(REGISTRY.items()):
+        cases = SAMPLES.get(name) or ([({}, ACTIVATION_SHAPE)] if kind.family == "activation"
+                                      else [])
+        for number, (fields, shapes) in enumerate(cases):
+            yield pytest.param(name, fields, shapes, id=f"{name}-{number}")
+
+
+def grad_cases(kind, n_inputs: int):
+    """(inputs requiring grad, trainable): every combination (one shape-only input never)."""
+    data = getattr(kind, "data_inputs", n_inputs)
+    for flags in itertools.product([False, True], repeat=data):
+        for trainable in (False, True):
+            yield flags + (False,) * (n_inputs - data), trainable
+
+
+def measured(module, xs, params_state) -> list[tuple[str, int]]:
+    """(role, bytes) of each storage the module saves: in0, in1, ..., out or new."""
+    saved: dict[int, tuple[int, torch.Tensor]] = {}
+
+    def pack(t):
+        key = t.untyped_storage()._cdata
+        if key not in params_state and t.untyped_storage().nbytes():
+            saved.setdefault(key, (t.untyped_storage().nbytes(), t))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = module(*xs)
+    roles = {x.untyped_storage()._cdata: f"in{i}" for i, x in enumerate(xs)}
+    roles.setdefault(out.untyped_storage()._cdata, "out")
+    return sorted((roles.get(key, "new"), nbytes) for key, (nbytes, _) in saved.items())
+
+
+def declared(kind, cfg, shapes, output, grad, dtype_bytes, batch) -> list[tuple[str, int]]:
+    """The rule's storages in the same (role, bytes) form, through archspec.memory's lookup."""
+    names = [f"in{i}" for i in range(len(shapes))]
+    out_key = "in0" if kind.aliases_input(cfg, shapes, True) else "out"
+    of = dict(zip(names, names), out=out_key)
+    nbytes = {n: torch.Size((batch,) + s).numel() * dtype_bytes for n, s in zip(names, shapes)}
+    nbytes["out"] = torch.Size((batch,) + tuple(output)).numel() * dtype_bytes
+
+    class Sizes:
+        batch_size = batch
+    Sizes.dtype_bytes = dtype_bytes
+    found = {}
+    for index, item in enumerate(kind.saved(cfg, shapes, output, grad)):
+        key, size = storage_of(item, index, "out", names, Storages(of, nbytes), Sizes)
+        found[key] = size
+    return sorted(("new" if "#" in key else key, size) for key, size in found.items())
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("name, fields, shapes", list(samples()))
+def test_kind_saves_what_its_rule_declares(name, fields, shapes, dtype):
+    kind = REGISTRY[name]
+    cfg = kind.Config.model_validate({"type": name, **fields})
+    output = tuple(kind.output_shape(cfg, shapes))
+    batch, torch_dtype = 2, DTYPES[dtype]
+    size = torch.empty(0, dtype=torch_dtype).element_size()
+    for flags, trainable in grad_cases(kind, len(shapes)):
+        torch.manual_seed(0)
+        module = kind.build_torch(cfg, shapes, output).to(torch_dtype).train()
+        module.requires_grad_(trainable)
+        state = {t.untyped_storage()._cdata for t in [*module.parameters(), *module.buffers()]}
+        xs = [torch.randn((batch,) + s, dtype=torch_dtype).requires_grad_(f)
+              for s, f in zip(shapes, flags)]
+        try:
+            got = measured(module, xs, state)
+        except (NotImplementedError, RuntimeError) as exc:
+            if torch_dtype in (torch.float16, torch.bfloat16) and "not implemented for" in str(exc):
+                pytest.skip(f"PyTorch on the CPU lacks this op in {dtype}: {exc}")
+            raise
+        has_params = any(True for _ in module.parameters())
+        grad = GradFlow(flags, params=trainable and has_params)
+        assert declared(kind, cfg, shapes, output, grad, size, batch) == got, (flags, trainable)
+
+
+def test_every_kind_has_a_memory_sample():
+    """A new kind must come with a sample here, so its rule is checked against PyTorch."""
+    missing = [n for n, k in REGISTRY.items() if n not in SAMPLES and k.family != "activation"]
+    assert missing == []
+
+
+def test_a_kind_without_a_memory_rule_cannot_register():
+    from typing import Literal
+
+    class NoRuleConfig(LayerConfig):
+        type: Literal["no_rule_kind"]
+
+    class NoRule(LayerKind):
+        name = "no_rule_kind"
+        family = "activation"
+        Config = NoRuleConfig
+
+    with pytest.raises(ValueError, match="must declare its memory rule"):
+        register(NoRule)
+    assert "no_rule_kind" not in REGISTRY
+
+
+def test_inplace_kind_aliases_its_input_and_still_matches_pytorch(monkeypatch):
+    """The rule follows the lowering: a kind built in place shares its input's storage."""
+    kind = REGISTRY["relu"]
+    monkeypatch.setattr(type(kind), "inplace", True)
+    cfg = kind.Config.model_validate({"type": "relu"})
+    module = kind.build_torch(cfg, [(3, 4)], (3, 4))
+    assert module.inplace
+    x = torch.randn(2, 3, 4, requires_grad=True) * 1  # not a leaf: in-place is allowed
+    got = measured(module, [x], set())
+    assert got == [("in0", 2 * 3 * 4 * 4)]
+    assert declared(kind, cfg, [(3, 4)], (3, 4), GradFlow((True,), False), 4, 2) == got
