@@ -46,10 +46,12 @@ def _network(spec: Network | str | os.PathLike) -> Network:
 
 
 def analyze(spec: Network | str | os.PathLike, *, batch_size: int = 1,
-            dtype_bytes: int = 4) -> Analysis:
+            dtype_bytes: int = 4, optimizer: str = "adam") -> Analysis:
     """Static shapes, counts, MACs, receptive fields and memory; no torch. Raises SpecError.
-    spec: a Network (from load/loads) or a spec file path."""
-    return _analyze(_network(spec), batch_size=batch_size, dtype_bytes=dtype_bytes)
+    spec: a Network (from load/loads) or a spec file path; optimizer (sgd, momentum, adam)
+    sizes the training-step estimate."""
+    return _analyze(_network(spec), batch_size=batch_size, dtype_bytes=dtype_bytes,
+                    optimizer=optimizer)
 
 
 def compile(spec: Network | str | os.PathLike, *, device: Any = "cpu",

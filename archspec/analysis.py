@@ -80,6 +80,7 @@ class LayerInfo:
     receptive_field: ReceptiveField | None
     notes: list[str] = field(default_factory=list)
     identity: bool = False  # passes its input through unchanged (e.g. a projection not needed)
+    trainable_tensors: int = 0  # parameter tensors that train (each gets optimizer state)
 
     @property
     def frozen_params(self) -> int:
@@ -94,6 +95,7 @@ class Analysis:
     batch_size: int = 1
     dtype_bytes: int = 4
     warnings: list[Diagnostic] = field(default_factory=list)  # valid, but likely not meant
+    optimizer: str = "adam"   # for the training-step estimate: sgd, momentum or adam
     _saved: dict[str, int] | None = field(default=None, repr=False)
 
     @property
@@ -129,7 +131,8 @@ class Analysis:
         node = self.network.nodes[info.name]
         if node.kind.aliases_input(node.cfg, info.input_shapes, False):
             return 0
-        return shapes.product(info.output_shape) * self.batch_size * self.dtype_bytes
+        return node.kind.output_storage(node.cfg, info.input_shapes, info.output_shape,
+                                        self.dtype_bytes) * self.batch_size * self.dtype_bytes
 
     @property
     def input_bytes(self) -> int:
@@ -152,6 +155,12 @@ class Analysis:
     @property
     def total_saved_bytes(self) -> int:
         return sum(self.saved_bytes.values())
+
+    @property
+    def training(self):
+        """One training step's memory (archspec.memory.TrainingMemory) with self.optimizer."""
+        from .memory import training_memory
+        return training_memory(self, self.optimizer)
 
     @property
     def inference_peak_bytes(self) -> int:
@@ -180,6 +189,7 @@ class Analysis:
             "saved_bytes": self.total_saved_bytes,
             "inference_peak_bytes": self.inference_peak_bytes,
             "param_bytes": self.param_bytes,
+            **self.training.to_json(),
             "layers": [{
                 "name": i.name, "type": i.type, "label": i.label, "inputs": i.inputs,
                 "output_shape": list(i.output_shape), "params": i.params,
@@ -194,12 +204,13 @@ class Analysis:
         }
 
 
-def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4) -> Analysis:
+def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
+            optimizer: str = "adam") -> Analysis:
     """Annotate every node; raises SpecError (with .partial = the Analysis so far) on shape errors."""
     shapes_of: dict[str, Shape] = {INPUT: network.input_shape}
     fields: dict[str, ReceptiveField | None] = {
         INPUT: rf_identity(len(network.input_shape) - 1) if len(network.input_shape) > 1 else None}
-    result = Analysis(network, {}, [], batch_size, dtype_bytes)
+    result = Analysis(network, {}, [], batch_size, dtype_bytes, optimizer=optimizer)
     for node in network.nodes.values():
         if node.broken or any(i not in shapes_of for i in node.inputs):
             continue  # an upstream error was already reported
@@ -276,7 +287,8 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
     return LayerInfo(name=node.name, type=kind.name, family=kind.family, label=label,
                      inputs=list(node.inputs), input_shapes=in_shapes, output_shape=out,
                      params=counts.params, trainable_params=trainable, buffers=counts.buffers,
-                     macs=counts.macs, receptive_field=rf, notes=notes, identity=identity)
+                     macs=counts.macs, receptive_field=rf, notes=notes, identity=identity,
+                     trainable_tensors=counts.param_tensors if cfg.trainable else 0)
 
 
 def gate_inputs(node: Node, in_shapes: list[Shape], out: Shape) -> list[int]:

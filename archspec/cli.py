@@ -180,11 +180,14 @@ def main():
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per spec on stdout.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
-              help="Batch size for the activation-memory estimate.")
+              help="Batch size for the memory figures.")
 @click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32",
-              show_default=True, help="Element type for the memory estimates.")
+              show_default=True, help="Element type for the memory figures.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
+              show_default=True, help="Optimizer of the training-step memory estimate (its "
+                                      "state: none, 1 or 2 copies of the trainable parameters).")
 @limit_options
-def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
+def check(specs, as_json, batch_size, dtype, optimizer, max_bytes, max_depth, max_nodes):
     """Validate specs and print every layer's shape, params, MACs and receptive field.
 
     Exit status 0 when every spec is valid, 1 when any has errors."""
@@ -198,7 +201,7 @@ def check(specs, as_json, batch_size, dtype, max_bytes, max_depth, max_nodes):
         try:
             with reported_internal():
                 analysis = analyze(read_network(spec, limits), batch_size=batch_size,
-                                   dtype_bytes=DTYPE_BYTES[dtype])
+                                   dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
         except SpecError as exc:
             failed = True
             if as_json:

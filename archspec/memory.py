@@ -41,17 +41,24 @@ def layer_storages(analysis, training: bool) -> Storages:
             of[name] = of[node.inputs[0]]
         else:
             of[name] = name
-            nbytes[name] = shapes.product(info.output_shape) * value_bytes
+            nbytes[name] = value_bytes * node.kind.output_storage(
+                node.cfg, info.input_shapes, info.output_shape, analysis.dtype_bytes)
     return Storages(of, nbytes)
 
 
-def saved_bytes(analysis) -> dict[str, int]:
-    """Per layer: bytes of the storages autograd keeps for the backward pass that this layer is
-    the first to keep (train mode, the network input not requiring grad)."""
+@dataclass
+class SavedPlan:
+    """What the forward of a training step leaves for the backward: the storages kept (keys of
+    Storages) with the first layer that keeps each, and which values require grad."""
+    store: Storages
+    requires_grad: dict[str, bool]
+    first_keeper: dict[str, str]
+
+
+def saved_plan(analysis) -> SavedPlan:
     store = layer_storages(analysis, training=True)
     requires_grad = {INPUT: False}
-    counted: set[str] = set()
-    per_layer: dict[str, int] = {}
+    first_keeper: dict[str, str] = {}
     for name, info in analysis.layers.items():
         node = analysis.network.nodes[name]
         data = len(node.data_inputs)
@@ -59,14 +66,21 @@ def saved_bytes(analysis) -> dict[str, int]:
                               for k, i in enumerate(node.inputs)),
                         params=info.trainable_params > 0)
         requires_grad[name] = grad.any
-        total = 0
         for index, item in enumerate(node.kind.saved(node.cfg, info.input_shapes,
                                                      info.output_shape, grad)):
             key, size = storage_of(item, index, name, node.inputs, store, analysis)
-            if key not in counted:
-                counted.add(key)
-                total += size
-        per_layer[name] = total
+            store.nbytes[key] = size
+            first_keeper.setdefault(key, name)
+    return SavedPlan(store, requires_grad, first_keeper)
+
+
+def saved_bytes(analysis) -> dict[str, int]:
+    """Per layer: bytes of the storages autograd keeps for the backward pass that this layer is
+    the first to keep (train mode, the network input not requiring grad)."""
+    plan = saved_plan(analysis)
+    per_layer = dict.fromkeys(analysis.layers, 0)
+    for key, name in plan.first_keeper.items():
+        per_layer[name] += plan.store.nbytes[key]
     return per_layer
 
 
@@ -96,4 +110,84 @@ def inference_peak_bytes(analysis) -> int:
         peak = max(peak, sum(store.nbytes[k] for k in {store.of[v] for v in live}))
         done = [v for v in live if v not in keep and last_use.get(v, name) == name]
         live.difference_update(done)
+    return peak
+
+
+@dataclass
+class TrainingMemory:
+    """One training step: exact parts (parameters and buffers, gradients, optimizer state,
+    saved for backward) and the backward pass's peak, an estimate from liveness."""
+    optimizer: str
+    param_bytes: int
+    gradient_bytes: int
+    optimizer_state_bytes: int
+    saved_bytes: int
+    backward_peak_bytes: int
+
+    @property
+    def step_peak_bytes(self) -> int:
+        """Parameters, buffers and optimizer state (always resident) plus the backward peak."""
+        return self.param_bytes + self.optimizer_state_bytes + self.backward_peak_bytes
+
+    def to_json(self) -> dict[str, int | str]:
+        return {"optimizer": self.optimizer, "gradient_bytes": self.gradient_bytes,
+                "optimizer_state_bytes": self.optimizer_state_bytes,
+                "backward_peak_bytes": self.backward_peak_bytes,
+                "training_peak_bytes": self.step_peak_bytes}
+
+
+ADAM_STEP_BYTES = 4  # torch.optim.Adam's per-tensor step count: a float32 scalar tensor
+
+
+def optimizer_state_bytes(analysis, optimizer: str) -> int:
+    """torch.optim's state after a step: SGD none, SGD with momentum one buffer per trainable
+    parameter, Adam two (exp_avg, exp_avg_sq) plus a scalar step count per parameter tensor."""
+    copies = OPTIMIZER_STATE[optimizer] * analysis.trainable_params * analysis.dtype_bytes
+    if optimizer == "adam":
+        copies += ADAM_STEP_BYTES * sum(i.trainable_tensors for i in analysis.layers.values())
+    return copies
+
+
+def training_memory(analysis, optimizer: str = "adam") -> TrainingMemory:
+    return TrainingMemory(
+        optimizer=optimizer, param_bytes=analysis.param_bytes,
+        gradient_bytes=analysis.trainable_params * analysis.dtype_bytes,
+        optimizer_state_bytes=optimizer_state_bytes(analysis, optimizer),
+        saved_bytes=analysis.total_saved_bytes, backward_peak_bytes=backward_peak_bytes(analysis))
+
+
+def backward_peak_bytes(analysis) -> int:
+    """Most bytes alive at once during the backward pass, layer by layer in reverse order: the
+    saved storages not yet released (a storage goes once its first keeper's backward has run),
+    the gradients of activations (a storage's gradient exists from its last consumer's backward
+    to its producer's) and the parameter gradients made so far. An estimate: temporaries inside
+    an operator's backward and gradient sums where a value has several consumers are left out."""
+    plan = saved_plan(analysis)
+    order = list(analysis.layers)
+    position = {name: i for i, name in enumerate(order)}
+    end = len(order)
+    first_keeper = {key: position[name] for key, name in plan.first_keeper.items()}
+    grad_from: dict[str, int] = {}   # storage -> last step (forward order) its gradient exists
+    grad_until: dict[str, int] = {}  # storage -> first step, its producer's
+    for name in order:
+        node = analysis.network.nodes[name]
+        for i in node.inputs[:len(node.data_inputs)]:
+            if plan.requires_grad[i]:
+                key = plan.store.of[i]
+                grad_from[key] = max(grad_from.get(key, -1), position[name])
+    for name in order:
+        key = plan.store.of[name]
+        if plan.requires_grad[name]:
+            grad_until[key] = min(grad_until.get(key, end), position[name])
+            if name in analysis.network.outputs:
+                grad_from[key] = end
+    param_grads = 0
+    peak = 0
+    for step in reversed(range(end)):
+        info = analysis.layers[order[step]]
+        param_grads += info.trainable_params * analysis.dtype_bytes
+        saved = sum(plan.store.nbytes[k] for k, first in first_keeper.items() if first <= step)
+        grads = sum(plan.store.nbytes[k] for k, last in grad_from.items()
+                    if grad_until.get(k, end) <= step <= last)
+        peak = max(peak, saved + grads + param_grads)
     return peak

@@ -33,7 +33,9 @@ SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
              ({"out_channels": 2, "kernel_size": 3, "bias": False}, [(2, 4, 4, 4)])],
     "depthwise_conv": [({"kernel_size": 3}, [(3, 6, 6)]),
                        ({"kernel_size": 2, "padding": "same", "depth_multiplier": 2}, [(2, 7)])],
-    "conv_transpose": [({"out_channels": 4, "kernel_size": 2, "stride": 2}, [(3, 5, 5)])],
+    "conv_transpose": [({"out_channels": 4, "kernel_size": 2, "stride": 2}, [(3, 5, 5)]),
+                       ({"out_channels": 1, "kernel_size": 3, "padding": 1}, [(2, 3, 3, 3)]),
+                       ({"out_channels": 2, "kernel_size": 1, "groups": 2}, [(4, 3, 3, 3)])],
     "dense": [({"out_features": 4}, [(6,)]), ({"out_features": 4, "bias": False}, [(6,)])],
     "flatten": [({}, [(3, 4, 4)])],
     "batch_norm": [({}, [(3, 5, 5)]), ({}, [(6,)]), ({"affine": False}, [(3, 5)]),
@@ -81,7 +83,8 @@ def grad_cases(kind, n_inputs: int):
 
 
 def measured(module, xs, params_state) -> list[tuple[str, int]]:
-    """(role, bytes) of each storage the module saves: in0, in1, ..., out or new."""
+    """(role, bytes) of each storage the module saves (in0, in1, ..., out or new), and the
+    output's storage bytes as the last entry."""
     saved: dict[int, tuple[int, torch.Tensor]] = {}
 
     def pack(t):
@@ -94,7 +97,8 @@ def measured(module, xs, params_state) -> list[tuple[str, int]]:
         out = module(*xs)
     roles = {x.untyped_storage()._cdata: f"in{i}" for i, x in enumerate(xs)}
     roles.setdefault(out.untyped_storage()._cdata, "out")
-    return sorted((roles.get(key, "new"), nbytes) for key, (nbytes, _) in saved.items())
+    return sorted((roles.get(key, "new"), nbytes) for key, (nbytes, _) in saved.items()) + [
+        ("output storage", out.untyped_storage().nbytes())]
 
 
 def declared(kind, cfg, shapes, output, grad, dtype_bytes, batch) -> list[tuple[str, int]]:
@@ -103,7 +107,7 @@ def declared(kind, cfg, shapes, output, grad, dtype_bytes, batch) -> list[tuple[
     out_key = "in0" if kind.aliases_input(cfg, shapes, True) else "out"
     of = dict(zip(names, names), out=out_key)
     nbytes = {n: torch.Size((batch,) + s).numel() * dtype_bytes for n, s in zip(names, shapes)}
-    nbytes["out"] = torch.Size((batch,) + tuple(output)).numel() * dtype_bytes
+    nbytes["out"] = batch * kind.output_storage(cfg, shapes, output, dtype_bytes) * dtype_bytes
 
     class Sizes:
         batch_size = batch
@@ -112,7 +116,8 @@ def declared(kind, cfg, shapes, output, grad, dtype_bytes, batch) -> list[tuple[
     for index, item in enumerate(kind.saved(cfg, shapes, output, grad)):
         key, size = storage_of(item, index, "out", names, Storages(of, nbytes), Sizes)
         found[key] = size
-    return sorted(("new" if "#" in key else key, size) for key, size in found.items())
+    return sorted(("new" if "#" in key else key, size) for key, size in found.items()) + [
+        ("output storage", nbytes[out_key])]
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -172,5 +177,5 @@ def test_inplace_kind_aliases_its_input_and_still_matches_pytorch(monkeypatch):
     assert module.inplace
     x = torch.randn(2, 3, 4, requires_grad=True) * 1  # not a leaf: in-place is allowed
     got = measured(module, [x], set())
-    assert got == [("in0", 2 * 3 * 4 * 4)]
+    assert got == [("in0", 2 * 3 * 4 * 4), ("output storage", 2 * 3 * 4 * 4)]
     assert declared(kind, cfg, [(3, 4)], (3, 4), GradFlow((True,), False), 4, 2) == got

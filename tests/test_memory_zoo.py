@@ -83,7 +83,7 @@ layers:
   - relu
   - {type: conv, out_channels: 2, kernel_size: 3}
 """
-    analysis = archspec.analyze(spec)
+    analysis = archspec.analyze(archspec.loads(spec))
     assert analysis.saved_bytes == {"conv1": 256, "relu1": 576, "conv2": 0}
 
 
@@ -101,7 +101,7 @@ layers:
   - flatten
   - {type: dense, out_features: 3, trainable: false}
 """
-    analysis = archspec.analyze(spec)
+    analysis = archspec.analyze(archspec.loads(spec))
     # conv2 keeps conv1's 2x6x6 output; conv3 keeps conv2's 2x4x4 output
     assert analysis.saved_bytes == {"conv1": 0, "conv2": 2 * 36 * 4, "conv3": 2 * 16 * 4,
                                     "flatten1": 0, "dense1": 0}
@@ -120,7 +120,7 @@ layers:
   - flatten
   - {type: dense, out_features: 3}
 """
-    analysis = archspec.analyze(spec)
+    analysis = archspec.analyze(archspec.loads(spec))
     zero = {name for name, info in analysis.layers.items() if analysis.output_bytes(info) == 0}
     assert zero == {"res1.shortcut", "drop1", "flatten1"}
     # input, conv output and add output (32 values each) and the 3 outputs, 4 bytes each
@@ -141,3 +141,35 @@ def test_check_json_carries_the_memory_figures():
     assert sum(layer["saved_bytes"] for layer in doc["layers"]) == 72_864
     analysis = archspec.analyze(SPECS / "lenet5.yaml", batch_size=2)
     assert doc["inference_peak_bytes"] == measure_inference_peak(analysis)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "edges", "resnet1d_audio", "unet_small"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_gradients_and_optimizer_state_equal_a_real_training_step(name, optimizer):
+    from archspec.backends.memory_probe import measure_training_state
+    analysis = archspec.analyze(SPECS / f"{name}.yaml", batch_size=2, optimizer=optimizer)
+    training = analysis.training
+    assert (training.gradient_bytes, training.optimizer_state_bytes) == \
+        measure_training_state(analysis, optimizer)
+
+
+def test_backward_peak_follows_the_liveness_derivation():
+    """dense 8->4, relu, dense 4->2; batch 1, float32. Saved: the input x (32 B, by dense1) and
+    relu's output (16 B, by relu and dense2). Parameter gradients: dense2 40 B, dense1 144 B.
+    Backward, in reverse: at dense2, saved 48 + grads of its output (8) and input (16) + 40 =
+    112; at relu, saved 48 + grads of relu's output and input (16 + 16) + 40 = 120; at dense1,
+    x alone is still saved (32) + the grad of its output (16) + 184 = 232."""
+    spec = """
+name: mlp
+input: [8]
+layers:
+  - {type: dense, out_features: 4}
+  - relu
+  - {type: dense, out_features: 2}
+"""
+    training = archspec.analyze(archspec.loads(spec), optimizer="adam").training
+    assert training.backward_peak_bytes == 232
+    assert training.saved_bytes == 48
+    # Adam: two copies of the 46 parameters and a 4-byte step count for each of 4 tensors
+    assert training.optimizer_state_bytes == 2 * 46 * 4 + 4 * 4
+    assert training.step_peak_bytes == 46 * 4 + (2 * 46 * 4 + 16) + 232

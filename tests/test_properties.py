@@ -524,7 +524,7 @@ def test_random_specs_memory_matches_pytorch(case):
     from archspec.memory import inference_peak_bytes, saved_bytes
     spec, dtype, batch = case
     text = yaml.safe_dump(spec, sort_keys=False)
-    analysis = archspec.analyze(archspec.load(text), batch_size=batch,
+    analysis = archspec.analyze(archspec.loads(text), batch_size=batch,
                                 dtype_bytes=MEMORY_DTYPES[dtype])
     assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
     assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text

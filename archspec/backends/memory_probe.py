@@ -80,3 +80,28 @@ def measure_inference_peak(analysis: Analysis, dtype: str = "float32", device="c
     for handle in handles:
         handle.remove()
     return peak[0]
+
+
+def measure_training_state(analysis: Analysis, optimizer: str, dtype: str = "float32",
+                           device="cpu") -> tuple[int, int]:
+    """(gradient bytes, optimizer state bytes) after one real training step with torch.optim:
+    SGD, SGD with momentum 0.9, or Adam."""
+    model, x = compiled(analysis, dtype, device)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.1),
+            "momentum": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+            "adam": lambda ps: torch.optim.Adam(ps)}[optimizer]
+    opt = make(trainable) if trainable else None
+    out = model(x)
+    outs = out if isinstance(out, tuple) else (out,)
+    loss = sum(o.float().sum() for o in outs)
+    if loss.requires_grad:
+        loss.backward()
+    grads = sum(p.grad.untyped_storage().nbytes() for p in trainable if p.grad is not None)
+    if opt is None:
+        return grads, 0
+    opt.step()
+    state = sum(t.untyped_storage().nbytes() for s in opt.state.values() for t in s.values()
+                if isinstance(t, torch.Tensor))
+    return grads, state

@@ -61,7 +61,15 @@ def totals_lines(a: Analysis) -> list[str]:
         f"memory for batch {a.batch_size} ({a.dtype_bytes}-byte floats): parameters+buffers "
         f"{human_bytes(a.param_bytes)}; inference peak {human_bytes(a.inference_peak_bytes)}; "
         f"saved for backward {human_bytes(a.total_saved_bytes)}",
+        training_line(a.training),
     ]
+
+
+def training_line(t) -> str:
+    return (f"training step ({t.optimizer}): gradients {human_bytes(t.gradient_bytes)}, "
+            f"optimizer state {human_bytes(t.optimizer_state_bytes)}, backward peak "
+            f"{human_bytes(t.backward_peak_bytes)}; step peak about "
+            f"{human_bytes(t.step_peak_bytes)}")
 
 
 def print_report(analysis: Analysis, console: Console, *, partial: bool = False) -> None:

@@ -31,6 +31,7 @@ class Counts:
     params: int = 0          # all parameters; the analysis splits trainable/frozen
     buffers: int = 0
     macs: int = 0            # multiply-accumulates for one sample
+    param_tensors: int = 0   # how many tensors hold the parameters (weight, bias, ...)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,13 @@ class LayerKind:
         """Tensors autograd keeps for this layer's backward in train mode (parameters and
         buffers aside), each a separate storage unless it is an input or the output."""
         raise NotImplementedError(self.name)
+
+    def output_storage(self, cfg: Any, inputs: list[Shape], output: Shape,
+                       dtype_bytes: int) -> int:
+        """Values per sample in the storage the output lives in (a kernel may return its output
+        inside a larger buffer)."""
+        from ..shapes import product
+        return product(output)
 
     def aliases_input(self, cfg: Any, inputs: list[Shape], training: bool) -> bool:
         """True when the output shares its (first) input's storage: a view, an identity, an

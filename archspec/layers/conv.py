@@ -127,7 +127,7 @@ class Conv(LayerKind):
         fan_in = inputs[0][0] // cfg.groups * shapes.product(kernel)
         params = fan_in * cfg.out_channels + (cfg.out_channels if cfg.bias is not False else 0)
         macs = shapes.product(output) * fan_in
-        return Counts(params=params, macs=macs)
+        return Counts(params=params, macs=macs, param_tensors=1 + (cfg.bias is not False))
 
     def rf_steps(self, cfg, inputs):
         kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
@@ -222,7 +222,8 @@ class ConvTranspose(LayerKind):
         kernel = self.geometry(cfg, inputs[0])[0]
         per_input = cfg.out_channels // cfg.groups * shapes.product(kernel)
         params = inputs[0][0] * per_input + (cfg.out_channels if cfg.bias is not False else 0)
-        return Counts(params=params, macs=shapes.product(inputs[0]) * per_input)
+        return Counts(params=params, macs=shapes.product(inputs[0]) * per_input,
+                      param_tensors=1 + (cfg.bias is not False))
 
     def rf_steps(self, cfg, inputs):
         return None  # an upsampled unit's field depends on its position: no single window
@@ -243,6 +244,13 @@ class ConvTranspose(LayerKind):
 
     def saved(self, cfg, inputs, output, grad):
         return [SAVES_INPUT] if grad.any else []
+
+    def output_storage(self, cfg, inputs, output, dtype_bytes):
+        # PyTorch's CPU kernel for ungrouped 3-D transposed convs in the dtypes oneDNN does not
+        # take (all but float32) returns the output in a buffer at least the input's size
+        if len(output) == 4 and cfg.groups == 1 and dtype_bytes != 4:
+            return max(shapes.product(output), shapes.product(inputs[0]))
+        return shapes.product(output)
 
 
 class DepthwiseConvConfig(LayerConfig, ActivationField, FixedWeights):

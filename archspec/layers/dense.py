@@ -41,7 +41,8 @@ class Dense(LayerKind):
     def counts(self, cfg, inputs, output):
         n_in = inputs[0][0]
         bias = cfg.out_features if cfg.bias is not False else 0
-        return Counts(params=n_in * cfg.out_features + bias, macs=n_in * cfg.out_features)
+        return Counts(params=n_in * cfg.out_features + bias, macs=n_in * cfg.out_features,
+                      param_tensors=1 + (cfg.bias is not False))
 
     def rf_steps(self, cfg, inputs):
         return None

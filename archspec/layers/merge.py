@@ -177,7 +177,8 @@ class Projection(LayerKind):
         conv = c_in * c_out + (0 if cfg.norm else c_out)
         return Counts(params=conv + (2 * c_out if cfg.norm else 0),
                       buffers=2 * c_out + 1 if cfg.norm else 0,
-                      macs=shapes.product(output) * c_in)
+                      macs=shapes.product(output) * c_in,
+                      param_tensors=3 if cfg.norm else 2)  # conv weight + bn weight, bias
 
     def rf_steps(self, cfg, inputs):
         strides = self.strides(inputs) or (1,) * (len(inputs[0]) - 1)

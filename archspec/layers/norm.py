@@ -33,7 +33,8 @@ class BatchNorm(LayerKind):
     def counts(self, cfg, inputs, output):
         c = inputs[0][0]
         return Counts(params=2 * c if cfg.affine else 0,
-                      buffers=2 * c + 1 if cfg.track_running_stats else 0)
+                      buffers=2 * c + 1 if cfg.track_running_stats else 0,
+                      param_tensors=2 if cfg.affine else 0)
 
     def label(self, cfg, inputs):
         return "batch norm"
