@@ -131,8 +131,7 @@ class Analysis:
         node = self.network.nodes[info.name]
         if node.kind.aliases_input(node.cfg, info.input_shapes, False):
             return 0
-        return node.kind.output_storage(node.cfg, info.input_shapes, info.output_shape,
-                                        self.dtype_bytes) * self.batch_size * self.dtype_bytes
+        return shapes.product(info.output_shape) * self.batch_size * self.dtype_bytes
 
     @property
     def input_bytes(self) -> int:

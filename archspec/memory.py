@@ -41,8 +41,7 @@ def layer_storages(analysis, training: bool) -> Storages:
             of[name] = of[node.inputs[0]]
         else:
             of[name] = name
-            nbytes[name] = value_bytes * node.kind.output_storage(
-                node.cfg, info.input_shapes, info.output_shape, analysis.dtype_bytes)
+            nbytes[name] = shapes.product(info.output_shape) * value_bytes
     return Storages(of, nbytes)
 
 

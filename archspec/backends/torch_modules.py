@@ -16,6 +16,19 @@ def conv_transpose_class(ndim: int) -> type[nn.Module]:
     return {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[ndim]
 
 
+@cache
+def tight(base: type[nn.Module]) -> type[nn.Module]:
+    """Subclass whose output never sits in a larger buffer: PyTorch's native 3-D transposed
+    conv (every dtype but float32, and float32 on one thread) returns its output inside a
+    buffer as large as its input; a copy keeps the layer's output memory its own size."""
+
+    def forward(self, *args):
+        out = base.forward(self, *args)
+        return out.clone() if out.untyped_storage().nbytes() > out.nbytes else out
+
+    return type(base.__name__, (base,), {"forward": forward})
+
+
 def pool_class(op: str, ndim: int) -> type[nn.Module]:
     return getattr(nn, {"maxpool": "MaxPool", "avgpool": "AvgPool"}[op] + f"{ndim}d")
 

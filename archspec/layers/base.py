@@ -128,13 +128,6 @@ class LayerKind:
         buffers aside), each a separate storage unless it is an input or the output."""
         raise NotImplementedError(self.name)
 
-    def output_storage(self, cfg: Any, inputs: list[Shape], output: Shape,
-                       dtype_bytes: int) -> int:
-        """Values per sample in the storage the output lives in (a kernel may return its output
-        inside a larger buffer)."""
-        from ..shapes import product
-        return product(output)
-
     def aliases_input(self, cfg: Any, inputs: list[Shape], training: bool) -> bool:
         """True when the output shares its (first) input's storage: a view, an identity, an
         in-place op."""

@@ -233,9 +233,9 @@ class ConvTranspose(LayerKind):
         return f"upconv {dims_text(kernel)}/{step_text(stride)}, {cfg.out_channels}"
 
     def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import conv_transpose_class
+        from ..backends.torch_modules import conv_transpose_class, tight
         kernel, stride, pad, out_pad, dilation = self.geometry(cfg, inputs[0])
-        module = conv_transpose_class(len(kernel))(
+        module = tight(conv_transpose_class(len(kernel)))(
             inputs[0][0], cfg.out_channels, kernel, stride=stride, padding=pad,
             output_padding=out_pad, groups=cfg.groups, bias=cfg.bias is not False,
             dilation=dilation)
@@ -244,13 +244,6 @@ class ConvTranspose(LayerKind):
 
     def saved(self, cfg, inputs, output, grad):
         return [SAVES_INPUT] if grad.any else []
-
-    def output_storage(self, cfg, inputs, output, dtype_bytes):
-        # PyTorch's CPU kernel for ungrouped 3-D transposed convs in the dtypes oneDNN does not
-        # take (all but float32) returns the output in a buffer at least the input's size
-        if len(output) == 4 and cfg.groups == 1 and dtype_bytes != 4:
-            return max(shapes.product(output), shapes.product(inputs[0]))
-        return shapes.product(output)
 
 
 class DepthwiseConvConfig(LayerConfig, ActivationField, FixedWeights):
