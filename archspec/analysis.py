@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import shapes
-from .errors import Diagnostic, InternalError, SpecError
+from .errors import MAX_KEPT, Diagnostic, InternalError, SpecError
 from .ir import INPUT, Network, Node
 from .layers.base import RFStep, Shape, ShapeProblem, fmt_shape
 
@@ -81,14 +81,21 @@ class LayerInfo:
     notes: list[str] = field(default_factory=list)
     identity: bool = False  # passes its input through unchanged (e.g. a projection not needed)
     trainable_tensors: int = 0  # parameter tensors that train (each gets optimizer state)
+    output_bytes: int = 0   # new memory of this output for the analysis' batch (Analysis.output_bytes)
 
     @property
     def frozen_params(self) -> int:
         return self.params - self.trainable_params
 
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
 
 @dataclass
 class Analysis:
+    """Everything `check --json` prints is an attribute here (layers as a dict by name; the
+    training-step figures under .training), and printing it gives `check`'s table."""
     network: Network
     layers: dict[str, LayerInfo]
     errors: list[Diagnostic]
@@ -97,6 +104,15 @@ class Analysis:
     warnings: list[Diagnostic] = field(default_factory=list)  # valid, but likely not meant
     optimizer: str = "adam"   # for the training-step estimate: sgd, momentum or adam
     _saved: dict[str, int] | None = field(default=None, repr=False)
+    omitted: int = 0  # errors found past MAX_KEPT, counted only
+
+    @property
+    def name(self) -> str:
+        return self.network.name
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
 
     @property
     def input_shape(self) -> Shape:
@@ -105,6 +121,12 @@ class Analysis:
     @property
     def output_shapes(self) -> list[Shape]:
         return [self.layers[o].output_shape for o in self.network.outputs if o in self.layers]
+
+    @property
+    def output_shape(self) -> Shape | list[Shape]:
+        """The output's shape; a list of shapes for a network with several outputs."""
+        outs = self.output_shapes
+        return outs[0] if len(outs) == 1 else outs
 
     def total(self, attr: str) -> int:
         return sum(getattr(info, attr) for info in self.layers.values())
@@ -122,8 +144,16 @@ class Analysis:
         return self.total("buffers")
 
     @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
     def macs(self) -> int:
         return self.total("macs")
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
 
     def output_bytes(self, info: LayerInfo) -> int:
         """New memory the layer's output takes in inference: 0 for a view or an identity (a
@@ -170,10 +200,20 @@ class Analysis:
     def param_bytes(self) -> int:
         return (self.params + self.buffers) * self.dtype_bytes
 
+    def __str__(self) -> str:
+        from .backends.report import report_lines, text_width
+        return "\n".join(line.text for line in report_lines(self, text_width(),
+                                                              partial=not self.valid))
+
+    def __rich_console__(self, console, options):
+        from .backends.report import rich_lines
+        yield from rich_lines(self, options.max_width)
+
     def to_json(self) -> dict[str, Any]:
         outs = self.output_shapes
         return {
-            "name": self.network.name,
+            "name": self.name,
+            "valid": self.valid,
             "input_shape": list(self.input_shape),
             "output_shape": list(outs[0]) if len(outs) == 1 else [list(o) for o in outs],
             "params": self.params,
@@ -193,6 +233,7 @@ class Analysis:
                 "name": i.name, "type": i.type, "label": i.label, "inputs": i.inputs,
                 "output_shape": list(i.output_shape), "params": i.params,
                 "trainable_params": i.trainable_params, "buffers": i.buffers, "macs": i.macs,
+                "frozen_params": i.frozen_params, "flops": i.flops,
                 "output_bytes": self.output_bytes(i),
                 "saved_bytes": self.saved_bytes[i.name],
                 "receptive_field": i.receptive_field.to_json() if i.receptive_field else None,
@@ -203,6 +244,17 @@ class Analysis:
         }
 
 
+def invalid_json(name: str | None, errors: list[Diagnostic]) -> dict[str, Any]:
+    """--json for a spec that could not be analysed: the keys of Analysis.to_json, figures null."""
+    unknown = ("input_shape", "output_shape", "params", "trainable_params", "frozen_params",
+               "buffers", "macs", "flops", "batch_size", "dtype_bytes", "activation_bytes",
+               "saved_bytes", "inference_peak_bytes", "param_bytes", "optimizer",
+               "gradient_bytes", "optimizer_state_bytes", "backward_peak_bytes",
+               "training_peak_bytes")
+    return {"name": name, "valid": False, **dict.fromkeys(unknown), "layers": [],
+            "errors": [d.to_json() for d in errors], "warnings": []}
+
+
 def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
             optimizer: str = "adam") -> Analysis:
     """Annotate every node; raises SpecError (with .partial = the Analysis so far) on shape errors."""
@@ -210,6 +262,7 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
     fields: dict[str, ReceptiveField | None] = {
         INPUT: rf_identity(len(network.input_shape) - 1) if len(network.input_shape) > 1 else None}
     result = Analysis(network, {}, [], batch_size, dtype_bytes, optimizer=optimizer)
+    seen: dict[tuple, Diagnostic] = {}
     for node in network.nodes.values():
         if node.broken or any(i not in shapes_of for i in node.inputs):
             continue  # an upstream error was already reported
@@ -217,15 +270,29 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
         try:
             info = analyze_node(node, in_shapes, fields)
         except ShapeProblem as problem:
-            result.errors.append(shape_diagnostic(network, node, in_shapes, problem))
+            report_once(result, shape_diagnostic(network, node, in_shapes, problem), seen)
             continue
+        info.output_bytes = result.output_bytes(info)
         result.layers[node.name] = info
         shapes_of[node.name] = info.output_shape
         fields[node.name] = info.receptive_field
     if result.errors:
-        raise SpecError(result.errors, partial=result)
+        raise SpecError(result.errors, partial=result, omitted=result.omitted)
     result.warnings = unused_outputs(network)
     return result
+
+
+def report_once(result: Analysis, diagnostic: Diagnostic, seen: dict[tuple, Diagnostic]) -> None:
+    """Copies of a layer failing the same way at the same place count as one, and past
+    MAX_KEPT errors are only counted: a big spec's report stays linear."""
+    key = (diagnostic.line, diagnostic.column, diagnostic.message, tuple(diagnostic.notes))
+    if key in seen:
+        seen[key].repeats += 1
+    elif len(result.errors) >= MAX_KEPT:
+        result.omitted += 1
+    else:
+        seen[key] = diagnostic
+        result.errors.append(diagnostic)
 
 
 def unused_outputs(network: Network) -> list[Diagnostic]:

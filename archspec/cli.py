@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .errors import ArchspecError, Diagnostic, InternalError, SpecError
+from .backends.report import PIPED_WIDTH
+from .errors import MAX_SHOWN, ArchspecError, Diagnostic, InternalError, SpecError
 from .fileio import STDIO
 from .spec.yaml_loader import Limits
 from .units import human_bytes, parse_bytes
@@ -25,9 +26,10 @@ DEFAULT = Limits()
 
 
 def make_console(stderr: bool = False) -> Console:
-    """Wide when piped, so tables never truncate names in logs and files."""
+    """The terminal's width (or $COLUMNS); wide when piped, so logs and files keep long lines."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+    wide = not stream.isatty() and not os.environ.get("COLUMNS", "").isdigit()
+    return Console(stderr=stderr, width=PIPED_WIDTH if wide else None)
 
 
 def limit_options(func):
@@ -47,9 +49,9 @@ def make_limits(max_bytes: int, max_depth: int, max_nodes: int) -> Limits:
     return Limits(max_bytes=max_bytes, max_depth=max_depth, max_nodes=max_nodes)
 
 
-def source_lines(diagnostic: Diagnostic) -> list[str] | None:
+def read_lines(file: str | None) -> list[str] | None:
     try:
-        path = Path(diagnostic.file or "")
+        path = Path(file or "")
         if path.is_file() and path.stat().st_size <= 10_000_000:
             return path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -57,13 +59,20 @@ def source_lines(diagnostic: Diagnostic) -> list[str] | None:
     return None
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], err: Console, severity: str = "error"
-                      ) -> None:
+def print_diagnostics(diagnostics: list[Diagnostic], err: Console, omitted: int = 0,
+                      severity: str = "error") -> None:
+    """The first MAX_SHOWN diagnostics with their source lines (each file read once), then
+    how many there are."""
     sys.stdout.flush()  # a partial table on stdout comes before the errors
-    for d in diagnostics:
-        err.print(d.format(source_lines(d)), highlight=False, markup=False, soft_wrap=True)
-    n = len(diagnostics)
-    err.print(f"{n} {severity}{'s' if n != 1 else ''}",
+    sources: dict[str | None, list[str] | None] = {}
+    shown = diagnostics[:MAX_SHOWN]
+    for d in shown:
+        if d.file not in sources:
+            sources[d.file] = read_lines(d.file)
+        err.print(d.format(sources[d.file]), highlight=False, markup=False, soft_wrap=True)
+    n = len(diagnostics) + omitted
+    more = f" ({n - len(shown):,} more not shown)" if n > len(shown) else ""
+    err.print(f"{n:,} {severity}{'s' if n != 1 else ''}{more}",
               style="bold red" if severity == "error" else "bold yellow", highlight=False)
 
 
@@ -95,7 +104,7 @@ def reported():
     try:
         yield
     except SpecError as exc:
-        print_diagnostics(exc.diagnostics, make_console(stderr=True))
+        print_diagnostics(exc.diagnostics, make_console(stderr=True), exc.omitted)
         sys.exit(1)
     except InternalError as exc:
         internal_failure(exc)
@@ -191,7 +200,7 @@ def check(specs, as_json, batch_size, dtype, optimizer, max_bytes, max_depth, ma
     """Validate specs and print every layer's shape, params, MACs and receptive field.
 
     Exit status 0 when every spec is valid, 1 when any has errors."""
-    from .analysis import analyze
+    from .analysis import analyze, invalid_json
     from .backends.report import print_report
     out, err = make_console(), make_console(stderr=True)
     limits = make_limits(max_bytes, max_depth, max_nodes)
@@ -205,21 +214,22 @@ def check(specs, as_json, batch_size, dtype, optimizer, max_bytes, max_depth, ma
         except SpecError as exc:
             failed = True
             if as_json:
-                doc = exc.partial.to_json() if exc.partial is not None else {"name": None}
+                doc = exc.partial.to_json() if exc.partial is not None else \
+                    invalid_json(exc.spec_name, [])
                 doc.update(file=spec, valid=False, errors=[d.to_json() for d in exc.diagnostics],
-                           warnings=doc.get("warnings", []))
+                           error_count=exc.count, warnings=doc.get("warnings", []))
                 results.append(doc)
             else:
                 if exc.partial is not None:
                     print_report(exc.partial, out, partial=True)
-                print_diagnostics(exc.diagnostics, err)
+                print_diagnostics(exc.diagnostics, err, exc.omitted)
             continue
         if as_json:
-            results.append(dict(analysis.to_json(), file=spec, valid=True))
+            results.append(dict(analysis.to_json(), file=spec, valid=True, error_count=0))
         else:
             print_report(analysis, out)
             if analysis.warnings:  # shown, but the spec is valid: the exit status stays 0
-                print_diagnostics(analysis.warnings, err, "warning")
+                print_diagnostics(analysis.warnings, err, severity="warning")
             if len(specs) > 1:
                 out.print()
     if as_json:

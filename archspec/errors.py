@@ -18,6 +18,7 @@ class Diagnostic:
     hint: str | None = None
     notes: list[str] = field(default_factory=list)
     severity: str = "error"
+    repeats: int = 0  # the same problem again elsewhere (copies of a repeat), reported once
 
     def location(self) -> str:
         parts = [self.file or "<spec>"]
@@ -39,6 +40,9 @@ class Diagnostic:
         if self.hint:
             out.append(f"  hint: {self.hint}")
         out.extend(f"  note: {n}" for n in self.notes)
+        if self.repeats:
+            out.append(f"  note: and in {self.repeats:,} more cop{'ies' if self.repeats > 1 else 'y'}"
+                       " of this layer")
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
@@ -51,6 +55,7 @@ class Diagnostic:
             "hint": self.hint,
             "notes": list(self.notes),
             "severity": self.severity,
+            "repeats": self.repeats,
         }
 
 
@@ -70,6 +75,10 @@ def _excerpt(text: str, column: int | None) -> tuple[str, int | None]:
     return shown, None if caret is None else caret - start + (3 if start else 0)
 
 
+MAX_KEPT = 1000  # diagnostics kept for one spec (and given by --json); the rest are counted
+MAX_SHOWN = 100  # diagnostics printed; then "N more errors"
+
+
 class ArchspecError(Exception):
     """Something about the user's input or machine, never a bug: `message` says what, `hint` what
     to do. `except archspec.ArchspecError` catches every failure that is not archspec's fault."""
@@ -82,16 +91,25 @@ class ArchspecError(Exception):
 
 class SpecError(ArchspecError):
     """Raised for anything wrong with a user's spec. Carries every independent diagnostic found,
-    and, for shape errors, the analysis of the layers before the failure (``partial``)."""
+    and, for shape errors, the analysis of the layers before the failure (``partial``).
+    ``spec_name`` is the spec's name when the file got far enough to have one."""
 
-    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, partial: Any = None):
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, partial: Any = None,
+                 omitted: int = 0):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics = diagnostics
         self.partial = partial
-        self.message = "\n".join(d.format() for d in diagnostics)
+        self.omitted = omitted  # further errors found but not kept (past MAX_KEPT)
+        self.spec_name: str | None = None
+        self.message = "\n".join(d.format() for d in diagnostics[:MAX_SHOWN])
         self.hint = None
         Exception.__init__(self, self.message)
+
+    @property
+    def count(self) -> int:
+        """Every error found, kept or not, each repeated one counted once."""
+        return len(self.diagnostics) + self.omitted
 
 
 class InternalError(Exception):

@@ -57,7 +57,7 @@ def load(path: str | os.PathLike, *, limits: Limits = Limits(),
             "no such spec file: the path given is several lines long", file="<path>",
             hint="to read YAML text, use archspec.loads(text)"))
     data, smap = load_yaml_file(path, limits, display_name=name)
-    return build_network(data, smap)
+    return named_build(data, smap)
 
 
 def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>") -> Network:
@@ -65,14 +65,24 @@ def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<str
     if not isinstance(text, (str, bytes)):
         raise TypeError(f"loads() takes YAML text (str or bytes), not {type(text).__name__}")
     data, smap = load_yaml(text, filename, limits)
-    return build_network(data, smap)
+    return named_build(data, smap)
 
 
 def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = "<stdin>"
                 ) -> Network:
     """Parse and expand a spec read from a binary stream (standard input) within the size limit."""
     data, smap = load_yaml_stream(stream, limits, filename)
-    return build_network(data, smap)
+    return named_build(data, smap)
+
+
+def named_build(data: Any, smap) -> Network:
+    """build_network, with the spec's name on its SpecError when the spec has one (--json)."""
+    try:
+        return build_network(data, smap)
+    except SpecError as exc:
+        name = data.get("name") if isinstance(data, dict) else None
+        exc.spec_name = name if isinstance(name, str) else None
+        raise
 
 
 def build_network(data: Any, smap) -> Network:
@@ -121,7 +131,7 @@ def build_network(data: Any, smap) -> Network:
     ex.expand_items(doc.layers, ("layers",), top, "input")
     outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
-        raise SpecError(ex.diagnostics)
+        raise SpecError(ex.diagnostics, omitted=ex.omitted)
     return Network(name=doc.name, description=doc.description, input_shape=tuple(doc.input),
                    nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap)
 

@@ -6,13 +6,14 @@ Every problem becomes a located Diagnostic; independent problems are all collect
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import Diagnostic, InternalError
+from ..errors import MAX_KEPT, Diagnostic, InternalError
 from ..ir import INPUT, Block, Node, Path
 from ..layers.base import COMPOSITES, REGISTRY, LayerConfig
 from . import params as param_expr
@@ -22,6 +23,7 @@ from .messages import (SYNONYMS, describe_field, did_you_mean, existing_path, fi
 
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
 MAX_NESTING = 100  # blocks inside blocks: every user block and composite expanded counts a level
+SUGGEST_AMONG = 100  # did-you-mean for a layer name looks at this many of the nearest names
 
 
 @dataclass
@@ -47,10 +49,13 @@ class Scope:
             scope = scope.parent
         return None
 
-    def visible(self) -> list[str]:
+    def visible(self, most: int | None = None) -> list[str]:
+        """Names visible here, nearest first (the innermost scope's latest names); at most
+        `most`, so hints for many errors in a big network stay linear."""
         out, scope = [], self
-        while scope is not None:
-            out.extend(scope.names)
+        while scope is not None and (most is None or len(out) < most):
+            out.extend(itertools.islice(reversed(scope.names), None if most is None
+                                        else most - len(out)))
             scope = scope.parent
         return out
 
@@ -63,7 +68,10 @@ class Expander:
         self.nodes: dict[str, Node] = {}
         self.blocks: dict[str, Block] = {}
         self.diagnostics: list[Diagnostic] = []
-        self.reported: set[tuple] = set()
+        self.reported: dict[tuple, Diagnostic] = {}
+        self.omitted = 0  # errors past MAX_KEPT, counted only
+        self.failed_refs: dict[tuple, Diagnostic | None] = {}  # (path, ref, context) -> its error
+        self.by_suffix: dict[str, str] = {}  # "conv1", "0.conv1" -> first node inside a block so named
         self.instantiating: list[str] = []   # user blocks being expanded (recursion check)
         self.scopes: dict[str, Scope] = {}   # block full name -> its scope, for qualified names
         self.depth = 0                       # blocks being expanded, one inside the other
@@ -71,14 +79,24 @@ class Expander:
 
     # ---- diagnostics -------------------------------------------------------------------
     def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
-              scope: Scope | None = None) -> None:
+              scope: Scope | None = None) -> Diagnostic | None:
+        """Record a problem once: a repeat's copies meet it again at the same place (counted as
+        repeats). `hint` may be a function, called only for a problem not seen before."""
         notes = list(notes) + (scope.context if scope else [])
-        diagnostic = self.source.diagnostic(path, message, hint=hint, layer=layer, notes=notes,
-                                            at_key=at_key)
-        key = (diagnostic.line, diagnostic.column, message, tuple(notes))  # not the copy's name
-        if key not in self.reported:  # a repeat's copies would report the same problem again
-            self.reported.add(key)
-            self.diagnostics.append(diagnostic)
+        position = (self.source.key_position if at_key else self.source.position)(path)
+        key = (position, message, tuple(notes))  # not the copy's name
+        seen = self.reported.get(key)
+        if seen is not None:
+            seen.repeats += 1
+            return seen
+        if len(self.diagnostics) >= MAX_KEPT:
+            self.omitted += 1
+            return None
+        diagnostic = self.source.diagnostic(path, message, hint=hint() if callable(hint) else hint,
+                                            layer=layer, notes=notes, at_key=at_key)
+        self.reported[key] = diagnostic
+        self.diagnostics.append(diagnostic)
+        return diagnostic
 
     # ---- names ---------------------------------------------------------------------------
     def reserve_names(self, items: list, scope: Scope) -> None:
@@ -132,7 +150,13 @@ class Expander:
         while holder is not None and first not in holder.names:
             holder = holder.parent
         if holder is None:
-            self.unresolved(scope, ref, path, own)
+            key = (path, ref, tuple(scope.context))
+            if key in self.failed_refs:  # another copy of the same layer: searched once
+                failed = self.failed_refs[key]
+                if failed is not None:
+                    failed.repeats += 1
+            else:
+                self.failed_refs[key] = self.unresolved(scope, ref, path, own)
             return None
         found, block = holder.names[first], holder.full(first)
         for depth, part in enumerate(rest):
@@ -157,38 +181,43 @@ class Expander:
             return None
         return found
 
-    def unresolved(self, scope: Scope, ref: str, path: Path, own: str | None) -> None:
+    def unresolved(self, scope: Scope, ref: str, path: Path, own: str | None
+                   ) -> Diagnostic | None:
         """The error for a name that nothing visible answers to."""
         if ref == own:
-            self.error(path, f"'{ref}' reads itself: a layer cannot take its own output as input",
-                       hint="name the layer it should read, or leave out 'from' to read the "
-                            "layer above", scope=scope)
-            return
+            return self.error(path, f"'{ref}' reads itself: a layer cannot take its own output as "
+                              "input", hint="name the layer it should read, or leave out 'from' "
+                              "to read the layer above", scope=scope)
+        if len(self.diagnostics) >= MAX_KEPT:  # only counted from here: skip the searches
+            self.omitted += 1
+            return None
         written, failed = self.all_local_names(scope)
         if ref in failed:
-            return  # its definition failed, and said why; no second error here
+            return None  # its definition failed, and said why; no second error here
         if ref in written:
-            self.error(path, f"'{ref}' is defined further down; a layer can only take inputs from "
-                       "layers above it", hint="move this layer below it (this keeps the network "
-                       "acyclic: cycles are not allowed)", scope=scope)
-            return
-        inside = [n for n in self.nodes if n.endswith("." + ref)]
-        hint = did_you_mean(ref, scope.visible() + [INPUT])
+            return self.error(path, f"'{ref}' is defined further down; a layer can only take "
+                              "inputs from layers above it", hint="move this layer below it (this "
+                              "keeps the network acyclic: cycles are not allowed)", scope=scope)
+        inside = self.by_suffix.get(ref)
+
+        def hint():
+            return did_you_mean(ref, scope.visible(SUGGEST_AMONG) + [INPUT])
         if inside:
-            self.error(path, f"'{ref}' is inside block '{inside[0][:-len(ref) - 1]}' and not "
-                       "visible here", scope=scope,
-                       hint=hint or f"write its qualified name '{inside[0]}' (names inside a "
-                       "block are private unless qualified), or the block's name for its output")
-        else:
-            self.error(path, f"no layer named '{ref}' is visible here", scope=scope,
-                       hint=hint or f"visible names: {', '.join(scope.visible()[-8:]) or 'input'}")
+            return self.error(path, f"'{ref}' is inside block '{inside[:-len(ref) - 1]}' and not "
+                              "visible here", scope=scope,
+                              hint=lambda: hint() or f"write its qualified name '{inside}' (names "
+                              "inside a block are private unless qualified), or the block's name "
+                              "for its output")
+        return self.error(path, f"no layer named '{ref}' is visible here", scope=scope,
+                          hint=lambda: hint() or "visible names: "
+                          f"{', '.join(reversed(scope.visible(8))) or 'input'}")
 
     def all_local_names(self, scope: Scope) -> tuple[set[str], set[str]]:
         """Explicit names visible from here: (written further down, whose definitions failed)."""
         later, failed, s = set(), set(), scope
         while s is not None:
             later |= s.reserved - s.seen
-            failed |= s.seen - set(s.names)
+            failed |= {n for n in s.seen if n not in s.names}  # O(explicit names), not O(all)
             s = s.parent
         return later, failed
 
@@ -216,6 +245,9 @@ class Expander:
         scope.names[local] = name
         scope.name_paths[local] = path
         self.note_member(scope, name)
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            self.by_suffix.setdefault(".".join(parts[i:]), name)
         return name
 
     def unique(self, full: str) -> str:
@@ -387,6 +419,9 @@ class Expander:
         try:
             return config_cls.model_validate(item)
         except ValidationError as exc:
+            if len(self.diagnostics) >= MAX_KEPT:  # only counted from here: skip the wording
+                self.omitted += 1
+                return None
             groups = group_errors(config_cls, exc.errors())
             groups.sort(key=lambda g: self.source.key_position(path + existing_path(item, g[0]["loc"]))
                         or (0, 0))  # in source order

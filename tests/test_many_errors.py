@@ -1,0 +1,103 @@
+"""Many errors cost linear time: a repeated error is reported once with a count, the printed
+list is capped, --json keeps a bounded list plus the total, and the source is read once."""
+from __future__ import annotations
+
+import json
+import time
+
+from click.testing import CliRunner
+
+import archspec
+import archspec.cli
+from archspec.cli import main
+from archspec.errors import MAX_KEPT, MAX_SHOWN, SpecError
+
+
+def bad_from_in_repeat(times: int) -> str:
+    return (f"name: t\ninput: [3, 8, 8]\nlayers:\n  - type: repeat\n    times: {times}\n"
+            "    layers:\n      - {type: relu, from: nowhere}\n")
+
+
+def independent_bad_froms(count: int, comment_chars: int = 0) -> str:
+    lines = ["name: t", "input: [3, 8, 8]", "layers:"]
+    for i in range(count):
+        if comment_chars:
+            lines.append("# " + "x" * comment_chars)
+        lines.append(f"  - {{type: relu, from: nowhere{i}}}")
+    return "\n".join(lines) + "\n"
+
+
+def load_errors(text: str) -> SpecError:
+    try:
+        archspec.loads(text)
+    except SpecError as exc:
+        return exc
+    raise AssertionError("the spec was accepted")
+
+
+def test_a_bad_from_in_a_repeat_is_one_error_with_the_number_of_copies(tmp_path):
+    path = tmp_path / "repeat.yaml"
+    path.write_text(bad_from_in_repeat(2000))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.count("no layer named 'nowhere' is visible here") == 1
+    assert "and in 1,999 more copies of this layer" in result.output
+    assert result.output.rstrip().endswith("1 error")
+    doc = json.loads(CliRunner().invoke(main, ["check", "--json", str(path)]).output)
+    assert len(doc["errors"]) == 1 and doc["errors"][0]["repeats"] == 1999
+    assert (doc["errors"][0]["line"], doc["errors"][0]["column"]) == (7, 28)
+
+
+def best_time(func, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_errors_in_repeat_copies_cost_linear_time():
+    """Quadratic would be 16x from 1,000 to 4,000 copies (0.75 s at 500 copies before)."""
+    small, large = bad_from_in_repeat(1000), bad_from_in_repeat(4000)
+    ratio = best_time(lambda: load_errors(large)) / best_time(lambda: load_errors(small))
+    assert ratio < 8, ratio
+    assert best_time(lambda: load_errors(large), 1) < 10
+
+
+def test_distinct_errors_cost_linear_time():
+    small, large = independent_bad_froms(200), independent_bad_froms(800)
+    ratio = best_time(lambda: load_errors(large), 2) / best_time(lambda: load_errors(small), 2)
+    assert ratio < 8, ratio
+
+
+def test_the_printed_errors_stop_at_the_cap_and_say_how_many_more(tmp_path, monkeypatch):
+    path = tmp_path / "many.yaml"
+    path.write_text(independent_bad_froms(1000, comment_chars=2000))
+    reads = []
+    real = archspec.cli.read_lines
+    monkeypatch.setattr(archspec.cli, "read_lines", lambda f: reads.append(f) or real(f))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.count(": error: ") == MAX_SHOWN
+    assert "nowhere99'" in result.output and "nowhere100'" not in result.output
+    assert result.output.rstrip().endswith(f"1,000 errors ({1000 - MAX_SHOWN} more not shown)")
+    assert reads == [str(path)]  # the source once, not once per diagnostic
+
+
+def test_json_keeps_a_bounded_list_of_errors_and_their_total(tmp_path):
+    path = tmp_path / "many.yaml"
+    count = MAX_KEPT + 500
+    path.write_text(independent_bad_froms(count))
+    doc = json.loads(CliRunner().invoke(main, ["check", "--json", str(path)]).output)
+    assert len(doc["errors"]) == MAX_KEPT
+    assert doc["error_count"] == count
+    assert doc["errors"][-1]["message"] == f"no layer named 'nowhere{MAX_KEPT - 1}' is visible here"
+
+
+def test_invalid_layers_past_the_cap_are_counted(tmp_path):
+    """Schema errors past the cap are counted without being worded."""
+    text = "name: t\ninput: [3, 8, 8]\nlayers:\n" + "  - {type: conv}\n" * (MAX_KEPT + 10)
+    exc = load_errors(text)
+    assert len(exc.diagnostics) == MAX_KEPT and exc.count == MAX_KEPT + 10
+    assert exc.diagnostics[0].line == 4
