@@ -12,6 +12,7 @@ from typing import Any
 
 TOKEN = re.compile(r"\s*(?:(\d+)|\$([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*()]))")
 MAX_EXPRESSION_CHARS = 200
+MAX_RESULT = 10 ** 15  # computed values beyond this are typos, and keep every later product sane
 
 
 class ExpressionError(Exception):
@@ -53,7 +54,7 @@ def evaluate(text: str, values: dict[str, Any]) -> Any:
             raise ExpressionError("expression nests too deeply")
         kind, value = take() if pos < len(tokens) else ("end", None)
         if kind == "int":
-            return value
+            return bounded(value)
         if kind == "name":
             if value not in values:
                 close = difflib.get_close_matches(value, list(values), n=1)
@@ -62,7 +63,7 @@ def evaluate(text: str, values: dict[str, Any]) -> Any:
                                       f"parameters: {', '.join(values) or 'none'}")
             return values[value]
         if (kind, value) == ("op", "-"):
-            return -factor(depth + 1)
+            return negate(factor(depth + 1))
         if (kind, value) == ("op", "("):
             result = expr(depth + 1)
             if take() != ("op", ")") if pos < len(tokens) else True:
@@ -88,19 +89,44 @@ def evaluate(text: str, values: dict[str, Any]) -> Any:
             result = arith(result, op, term(depth))
         return result
 
+    def negate(value):
+        if not is_number(value):
+            raise ExpressionError(f"'-' needs a number in '{text}', got {kind_of(value)}",
+                                  hint="negate integer or float parameters only")
+        return bounded(-value)
+
     def arith(a, op, b):
-        if len(tokens) > 1 and not (isinstance(a, int) and isinstance(b, int)) or \
-                isinstance(a, bool) or isinstance(b, bool):
-            raise ExpressionError(f"arithmetic needs integers in '{text}'")
-        result = {"+": a + b, "-": a - b, "*": a * b}.get(op) if op != "//" else a // b
-        if abs(result) > 10 ** 15:
-            raise ExpressionError(f"'{text}' is too large")
+        if not (is_int(a) and is_int(b)):
+            raise ExpressionError(f"arithmetic needs integers in '{text}', got "
+                                  f"{kind_of(a)} {op} {kind_of(b)}",
+                                  hint="+, -, * and // take integer parameters and numbers")
+        return bounded({"+": a + b, "-": a - b, "*": a * b}.get(op) if op != "//" else a // b)
+
+    def bounded(result):
+        if abs(result) > MAX_RESULT:
+            raise ExpressionError(f"'{text}' is too large (more than {MAX_RESULT:.0e})")
         return result
 
     result = expr()
     if pos != len(tokens):
         raise ExpressionError(f"unexpected '{tokens[pos][1]}' in '{text}'")
     return result
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return is_int(value) or isinstance(value, float)
+
+
+def kind_of(value: Any) -> str:
+    """How a message names a value's type, in YAML's words."""
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
 def substitute(data: Any, values: dict[str, Any], path: tuple = ()) -> Any:
