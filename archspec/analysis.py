@@ -337,6 +337,10 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
                            f"sample, more than the limit of {MAX_VALUES:.0e}",
                            hint="no network holds tensors this large; check the sizes and "
                                 "upsampling factors up to this layer")
+    if counts.params + counts.buffers > MAX_VALUES:
+        raise ShapeProblem(f"this layer has {counts.params + counts.buffers:.3g} parameters and "
+                           f"buffers, more than the limit of {MAX_VALUES:.0e}",
+                           hint="no layer holds this many weights; check its sizes and channels")
     rf, notes = None, []
     parents = [fields.get(i) for i in node.data_inputs]
     gates = gate_inputs(node, in_shapes, out)

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, create_model
 
-from .base import (DIM_DOC, SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, register,
+from .base import (DIM_DOC, SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, Real, register,
                    sample_axis)
 
 # torch.nn classes that take inplace=...; a kind with inplace = True is built that way
@@ -16,9 +16,9 @@ INPLACE_CAPABLE = {"ReLU", "LeakyReLU", "ReLU6", "ELU", "SiLU", "Hardswish", "Ha
 # softmax), "input" for the rest, None for the identity (which returns its input)
 ACTIVATIONS: dict[str, tuple[str, str | None, dict[str, tuple[Any, Any]]]] = {
     "relu": ("ReLU", "output", {}),
-    "leaky_relu": ("LeakyReLU", "input", {"negative_slope": (float, 0.01)}),
+    "leaky_relu": ("LeakyReLU", "input", {"negative_slope": (Real, 0.01)}),
     "relu6": ("ReLU6", "input", {}),
-    "elu": ("ELU", "input", {"alpha": (float, 1.0)}),
+    "elu": ("ELU", "input", {"alpha": (Real, 1.0)}),
     "gelu": ("GELU", "input", {"approximate": (Literal["none", "tanh"], "none")}),
     "silu": ("SiLU", "input", {}),
     "hardswish": ("Hardswish", "input", {}),

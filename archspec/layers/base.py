@@ -7,11 +7,23 @@ receptive-field step and its PyTorch builder, the way a Keras layer keeps config
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Gt, Le
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field
 
 Shape = tuple[int, ...]  # channels first, no batch dimension
+
+# One rule for every number a layer takes, so that what `check` accepts PyTorch can hold:
+# sizes, strides, paddings, dilations and counts are integers up to MAX_SIZE (no network
+# needs more; PyTorch's 64-bit sizes overflow long before 2^63), and every float is finite
+# and within what a float32 module attribute holds.
+MAX_SIZE = 10 ** 9
+FLOAT_LIMIT = 1e38  # float32 holds up to 3.4e38
+Size = Annotated[int, Ge(1), Le(MAX_SIZE)]
+Offset = Annotated[int, Ge(0), Le(MAX_SIZE)]
+Real = Annotated[float, Ge(-FLOAT_LIMIT), Le(FLOAT_LIMIT), AllowInfNan(False)]
+PositiveReal = Annotated[float, Gt(0), Le(FLOAT_LIMIT), AllowInfNan(False)]
 
 FAMILIES = ("input", "conv", "pool", "dense", "norm", "activation", "dropout", "reshape",
             "merge", "upsample")
@@ -241,6 +253,9 @@ def nested_shape(values: Any) -> tuple[int, ...]:
     if not isinstance(values, list):
         if isinstance(values, bool) or not isinstance(values, (int, float)):
             raise ShapeProblem(f"literal values must be numbers, got {values!r}")
+        if abs(values) > FLOAT_LIMIT:
+            raise ShapeProblem(f"literal values must be at most {FLOAT_LIMIT:g} in magnitude, "
+                               f"got {values!r}", hint="weights are stored as 32-bit floats")
         return ()
     if not values:
         raise ShapeProblem("literal values must not be an empty list")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import DIM_DOC, LayerConfig, register_composite
+from .base import DIM_DOC, LayerConfig, Size, register_composite
 from .conv import Padding
 
 NESTED = {"archspec_nested": "layers"}          # a list of layers
@@ -187,12 +187,12 @@ class Residual:
 
 class SeparableConvConfig(LayerConfig):
     type: Literal["separable_conv"]
-    out_channels: PositiveInt
-    kernel_size: PositiveInt | list[PositiveInt]
-    stride: PositiveInt | list[PositiveInt] = 1
+    out_channels: Size
+    kernel_size: Size | list[Size]
+    stride: Size | list[Size] = 1
     padding: Padding = 0
-    dilation: PositiveInt | list[PositiveInt] = 1
-    depth_multiplier: PositiveInt = 1
+    dilation: Size | list[Size] = 1
+    depth_multiplier: Size = 1
     bias: bool = True
     activation: str | None = Field(None, description="Applied after the pointwise conv.")
 

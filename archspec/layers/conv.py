@@ -3,28 +3,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, NonNegativeInt
+from pydantic import Field
 
 from .. import shapes
 from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
-                   RFStep, Saved, check_declared,
+                   Offset, Real, RFStep, Saved, Size, check_declared,
                    ShapeProblem, check_bias_literal, check_literal, dims_text, load_literals,
                    per_dim, register, require_spatial, step_text)
 
-Padding = NonNegativeInt | list[NonNegativeInt] | Literal["valid", "same"]
+Padding = Offset | list[Offset] | Literal["valid", "same"]
 
 
 class ConvConfig(LayerConfig, ActivationField, FixedWeights):
     type: Literal["conv"]
-    out_channels: PositiveInt
-    kernel_size: PositiveInt | list[PositiveInt]
-    stride: PositiveInt | list[PositiveInt] = 1
+    out_channels: Size
+    kernel_size: Size | list[Size]
+    stride: Size | list[Size] = 1
     padding: Padding = Field(0, description="int, one per dim, 'valid' or 'same' (any stride).")
-    dilation: PositiveInt | list[PositiveInt] = 1
-    groups: PositiveInt = 1
-    bias: bool | list[float] = True
+    dilation: Size | list[Size] = 1
+    groups: Size = 1
+    bias: bool | list[Real] = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
-    in_channels: PositiveInt | None = Field(None, description="Inferred; checked if given.")
+    in_channels: Size | None = Field(None, description="Inferred; checked if given.")
 
 
 def check_groups(cfg, c_in: int, c_out: int) -> None:
@@ -174,15 +174,15 @@ class Conv(LayerKind):
 
 class ConvTransposeConfig(LayerConfig, ActivationField, FixedWeights):
     type: Literal["conv_transpose"]
-    out_channels: PositiveInt
-    kernel_size: PositiveInt | list[PositiveInt]
-    stride: PositiveInt | list[PositiveInt] = 1
-    padding: NonNegativeInt | list[NonNegativeInt] = 0
-    output_padding: NonNegativeInt | list[NonNegativeInt] = 0
-    dilation: PositiveInt | list[PositiveInt] = 1
-    groups: PositiveInt = 1
-    bias: bool | list[float] = True
-    in_channels: PositiveInt | None = None
+    out_channels: Size
+    kernel_size: Size | list[Size]
+    stride: Size | list[Size] = 1
+    padding: Offset | list[Offset] = 0
+    output_padding: Offset | list[Offset] = 0
+    dilation: Size | list[Size] = 1
+    groups: Size = 1
+    bias: bool | list[Real] = True
+    in_channels: Size | None = None
 
 
 @register
@@ -248,12 +248,12 @@ class ConvTranspose(LayerKind):
 
 class DepthwiseConvConfig(LayerConfig, ActivationField, FixedWeights):
     type: Literal["depthwise_conv"]
-    kernel_size: PositiveInt | list[PositiveInt]
-    stride: PositiveInt | list[PositiveInt] = 1
+    kernel_size: Size | list[Size]
+    stride: Size | list[Size] = 1
     padding: Padding = 0
-    dilation: PositiveInt | list[PositiveInt] = 1
-    depth_multiplier: PositiveInt = Field(1, description="Output channels per input channel.")
-    bias: bool | list[float] = True
+    dilation: Size | list[Size] = 1
+    depth_multiplier: Size = Field(1, description="Output channels per input channel.")
+    bias: bool | list[Real] = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
 

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from .. import shapes
-from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind, ShapeProblem,
-                   check_declared,
+from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
+                   Real, ShapeProblem, Size, check_declared,
                    check_bias_literal, check_literal, fmt_shape, load_literals, register)
 
 
 class DenseConfig(LayerConfig, ActivationField, FixedWeights):
     type: Literal["dense"]
-    out_features: PositiveInt
-    bias: bool | list[float] = True
-    in_features: PositiveInt | None = Field(None, description="Inferred; checked if given.")
+    out_features: Size
+    bias: bool | list[Real] = True
+    in_features: Size | None = Field(None, description="Inferred; checked if given.")
 
 
 @register

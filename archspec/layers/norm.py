@@ -3,20 +3,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, confloat
+from pydantic import Field, confloat
 
 from .. import shapes
-from .base import (SAVES_INPUT, Counts, LayerConfig, LayerKind, Saved, ShapeProblem,
-                   check_declared, register, stats)
+from .base import (SAVES_INPUT, Counts, LayerConfig, LayerKind, PositiveReal, Real, Saved,
+                   ShapeProblem, Size, check_declared, register, stats)
 
 
 class BatchNormConfig(LayerConfig):
     type: Literal["batch_norm"]
-    eps: PositiveFloat = 1e-5
+    eps: PositiveReal = 1e-5
     momentum: confloat(ge=0, le=1) | None = 0.1
     affine: bool = True
     track_running_stats: bool = True
-    num_features: PositiveInt | None = Field(None, description="Inferred; checked if given.")
+    num_features: Size | None = Field(None, description="Inferred; checked if given.")
 
 
 @register
@@ -51,10 +51,10 @@ class BatchNorm(LayerKind):
 
 class LRNConfig(LayerConfig):
     type: Literal["local_response_norm"]
-    size: PositiveInt
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 1.0
+    size: Size
+    alpha: Real = 1e-4
+    beta: Real = 0.75
+    k: Real = 1.0
 
 
 @register

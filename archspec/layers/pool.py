@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from .. import shapes
 from .base import (SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, RFStep, Saved,
-                   ShapeProblem, dims_text, per_dim, register, require_spatial, step_text)
+                   ShapeProblem, Size, dims_text, per_dim, register, require_spatial, step_text)
 from .conv import (AXES, Padding, conv_padding, is_symmetric, padded_copy, torch_pad_args,
                    window_too_large)
 
@@ -18,15 +18,15 @@ def indices(output) -> Saved:
 
 
 class PoolConfig(LayerConfig):
-    kernel_size: PositiveInt | list[PositiveInt]
-    stride: PositiveInt | list[PositiveInt] | None = Field(None, description="Default: kernel_size.")
+    kernel_size: Size | list[Size]
+    stride: Size | list[Size] | None = Field(None, description="Default: kernel_size.")
     padding: Padding = 0
     ceil_mode: bool = False
 
 
 class MaxPoolConfig(PoolConfig):
     type: Literal["max_pool"]
-    dilation: PositiveInt | list[PositiveInt] = 1
+    dilation: Size | list[Size] = 1
 
 
 class AvgPoolConfig(PoolConfig):
@@ -133,7 +133,7 @@ class AvgPool(_Pool):
 
 
 class AdaptiveConfig(LayerConfig):
-    output_size: PositiveInt | list[PositiveInt]
+    output_size: Size | list[Size]
 
 
 class AdaptiveAvgConfig(AdaptiveConfig):

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveInt
-
-from .base import LayerConfig, LayerKind, ShapeProblem, dims_text, per_dim, register, require_spatial
+from .base import (LayerConfig, LayerKind, ShapeProblem, Size, dims_text, per_dim, register,
+                   require_spatial)
 
 MODES_BY_DIMS = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 class UpsampleConfig(LayerConfig):
     type: Literal["upsample"]
-    scale_factor: PositiveInt | list[PositiveInt] | None = None
-    size: PositiveInt | list[PositiveInt] | None = None
+    scale_factor: Size | list[Size] | None = None
+    size: Size | list[Size] | None = None
     mode: Literal["nearest", "linear", "bilinear", "trilinear"] = "nearest"
     align_corners: bool | None = None
 
@@ -32,6 +31,11 @@ class Upsample(LayerKind):
                                field="scale_factor",
                                hint="remove one of them" if cfg.size is not None else
                                "e.g. scale_factor: 2, or size: [64, 64]")
+        if cfg.mode == "nearest" and cfg.align_corners is not None:
+            raise ShapeProblem("align_corners applies only to the interpolating modes "
+                               "(linear, bilinear, trilinear), not to 'nearest'",
+                               field="align_corners", hint=f"remove align_corners, or use "
+                                                           f"mode: {MODES_BY_DIMS[nd]}")
         if cfg.mode != "nearest" and cfg.mode != MODES_BY_DIMS[nd]:
             raise ShapeProblem(f"mode '{cfg.mode}' does not fit a {nd}-D input", field="mode",
                                hint=f"use 'nearest' or '{MODES_BY_DIMS[nd]}'")

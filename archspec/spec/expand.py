@@ -17,9 +17,10 @@ from ..errors import MAX_KEPT, Diagnostic, InternalError
 from ..ir import INPUT, Block, Node, Path
 from ..layers.base import COMPOSITES, REGISTRY, LayerConfig
 from . import params as param_expr
+from .messages import (SYNONYMS, beyond_limit, describe_field, did_you_mean, existing_path,
+                       field_info, group_errors, is_foreign_layer, locate, show_value, value_at,
+                       value_hint)
 from .reserved import reserved_reason
-from .messages import (SYNONYMS, describe_field, did_you_mean, existing_path, field_info,
-                       group_errors, is_foreign_layer, locate, show_value, value_at, value_hint)
 
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
 MAX_NESTING = 100  # blocks inside blocks: every user block and composite expanded counts a level
@@ -489,6 +490,11 @@ class Expander:
             if info is None:  # not a field error: the model's own value is of the wrong type
                 self.error(path + sub, f"{kind} must be a mapping (got {show_value(value)})",
                            layer=layer, scope=scope, hint="write it as 'key: value' lines")
+                return
+            too_large = next((beyond_limit(field_name, e["input"]) for e in group
+                              if e["type"] in ("less_than_equal", "greater_than_equal")), None)
+            if too_large:
+                self.error(path + sub, too_large[0], layer=layer, scope=scope, hint=too_large[1])
                 return
             self.error(path + sub, f"{field_name} must be {describe_field(info)} "
                        f"(got {show_value(value)})", layer=layer, scope=scope,

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..layers.base import FLOAT_LIMIT, MAX_SIZE
+
 # Spellings users bring from PyTorch/Keras/Caffe, mapped to our type names for did-you-mean.
 SYNONYMS = {
     "linear": "dense", "fc": "dense", "fullyconnected": "dense", "innerproduct": "dense",
@@ -205,6 +207,9 @@ def _bounds(metadata) -> dict[str, Any]:
 def _number_text(noun: str, b: dict[str, Any]) -> str:
     low = b.get("ge", b["gt"] + (1 if noun == "integer" else 0) if "gt" in b else None)
     high = b.get("le")
+    if high in (MAX_SIZE, FLOAT_LIMIT):  # the shared limits are named when a value passes them
+        high = None
+        low = None if low == -FLOAT_LIMIT else low
     if noun == "integer" and low == 1 and high is None:
         return "a positive integer"
     if low == 0 and high is None:
@@ -302,6 +307,20 @@ def _example(annotation: Any) -> str:
         return f"[{_example(args[0])}, {_example(args[0])}]" if args and args[0] is not Any \
             else "[...]"
     return {bool: "true", int: "3", float: "0.5", str: "name"}.get(annotation, "...")
+
+
+def beyond_limit(name: str, value: Any) -> tuple[str, str] | None:
+    """(message, hint) for a number past the shared limits of every layer field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and value > MAX_SIZE:
+        return (f"{name} is too large: {show_value(value)} is more than {MAX_SIZE:,}",
+                "sizes, strides, paddings and counts above a billion cannot be meant (and "
+                "PyTorch's 64-bit sizes overflow); check for a typo")
+    if isinstance(value, float) and abs(value) > FLOAT_LIMIT:
+        return (f"{name} is too large: {show_value(value)} is beyond ±{FLOAT_LIMIT:g}",
+                "PyTorch keeps this setting as a 32-bit float, which cannot hold it")
+    return None
 
 
 def value_hint(info, name: str, value: Any) -> str:
