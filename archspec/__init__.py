@@ -5,6 +5,7 @@
     report = archspec.analyze(net)               # shapes, params, MACs, receptive fields
     model = archspec.compile(net)                # a trainable torch.nn.Module
     archspec.render(net, "vgg16.svg")            # a block diagram (graphviz)
+    archspec.export(net, "vgg16.py", to="python")  # also to="onnx", to="torch-export"
 
 Torch is imported only by compile(): checking and drawing stay fast.
 """
@@ -23,7 +24,7 @@ from .spec import Limits
 from .spec import load as _load
 from .spec import loads as _loads
 
-__all__ = ["load", "loads", "analyze", "compile", "render", "load_checkpoint", "save_checkpoint",
+__all__ = ["load", "loads", "analyze", "compile", "render", "export", "load_checkpoint", "save_checkpoint",
            "Analysis", "Network", "Diagnostic", "ArchspecError", "SpecError", "FileError",
            "CheckpointError", "TorchMissing", "InternalError", "Limits"]
 __version__ = "0.1.0"
@@ -72,6 +73,20 @@ def render(spec: Analysis | Network | str | os.PathLike, output: str | os.PathLi
     """Draw a block diagram; see archspec.backends.diagram.render for options."""
     from .backends.diagram import render as _render
     return _render(spec if isinstance(spec, Analysis) else analyze(spec), output, **options)
+
+
+def export(spec: Network | str | os.PathLike, output: str | os.PathLike, *, to: str = "python",
+           max_memory: int | None = None) -> int:
+    """Write the spec in a format that runs without archspec; returns the bytes written.
+    to="python": standalone PyTorch source whose state_dict keys are compile()'s; "onnx": an ONNX
+    model (needs the onnx extra); "torch-export": a torch.export program (.pt2). Raises SpecError
+    for a spec with errors, TorchMissing without PyTorch."""
+    from .backends import require_torch
+    from .backends.export import export_analysis
+    analysis = analyze(spec)
+    require_torch()
+    spec_file = None if isinstance(spec, Network) else os.fspath(spec)
+    return export_analysis(analysis, to, output, spec_file=spec_file, max_memory=max_memory)
 
 
 def save_checkpoint(model, path: str | os.PathLike) -> int:

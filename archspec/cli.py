@@ -1,4 +1,4 @@
-"""The archspec command line: check, build, diagram, verify, schema, types.
+"""The archspec command line: check, build, diagram, verify, export, schema, types.
 
 check/diagram/schema/types never import torch (it takes seconds); build and verify do.
 Exit status: 0 success, 1 a spec, file, checkpoint or environment error (a message, never a
@@ -371,6 +371,38 @@ def list_types():
         fields = [kind.Config.model_fields[f].alias or f for f in names
                   if f not in ("type", "name", "from_", "trainable")]
         click.echo(f"{name:22} {', '.join(fields)}")
+
+
+@main.command(name="export")
+@click.argument("spec", metavar="SPEC")
+@click.option("--to", "target", required=True,
+              type=click.Choice(["python", "onnx", "torch-export"]),
+              help="python: standalone PyTorch source (one nn.Module class); onnx: an ONNX "
+                   "model; torch-export: a torch.export program (.pt2). The ONNX and .pt2 files "
+                   "hold freshly initialised weights, traced in eval mode with a dynamic batch.")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="File to write; - for standard output.")
+@memory_option("Refuse models whose parameters and buffers need more memory than this")
+@limit_options
+def export_command(spec, target, output, max_memory, max_bytes, max_depth, max_nodes):
+    """Export SPEC to a format that runs without archspec: Python source, ONNX or torch.export.
+
+    A spec with errors is refused with the same located messages as 'archspec check'. The
+    file is written atomically; the Python source loads the state_dict of archspec.compile."""
+    from .analysis import analyze
+    from .backends.export import export_analysis
+    with reported():
+        refuse_overwrite(spec, output)
+        from .fileio import output_target
+        output_target(output)  # refuse a directory or a device before any work
+        network = read_network(spec, make_limits(max_bytes, max_depth, max_nodes))
+        # --set / --input will change the network here, before it is analysed
+        analysis = analyze(network)
+        require_torch()
+        written = export_analysis(analysis, target, output,
+                                  spec_file=None if spec == STDIO else spec, max_memory=max_memory)
+    click.echo(f"wrote {describe_output(output, written)}: {network.name} as {target}",
+               file=status_stream(output))
 
 
 if __name__ == "__main__":

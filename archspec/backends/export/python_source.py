@@ -1,0 +1,296 @@
+"""`archspec export --to python`: standalone PyTorch source for a spec.
+
+The source is lowered from the module archspec.compile builds (on the meta device, so nothing is
+allocated): each torch module is rebuilt from its own constructor arguments, so the generated
+class has exactly the compiled model's submodules and state_dict keys. archspec's own small
+modules (concat, add, global pooling, explicit padding, shortcuts) become plain expressions in
+forward. The output imports nothing but torch."""
+from __future__ import annotations
+
+import inspect
+import keyword
+import pprint
+import textwrap
+
+import torch.nn as nn
+
+from ...analysis import Analysis
+from ...errors import InternalError, SpecError
+from ...ir import INPUT, Node
+from .. import torch_modules as tm
+from ..torch_backend import class_name, compile_network
+
+INDENT = " " * 8
+WIDTH = 99  # the longest line written
+RESERVED = {"self", "x", "torch", "nn", "F", "OrderedDict"}
+SKIPPED_ARGS = {"self", "device", "dtype"}
+
+
+def python_source(analysis: Analysis, spec_file: str | None = None) -> str:
+    """The spec as one nn.Module class in a Python file that needs only torch."""
+    model = compile_network(analysis, device="meta")
+    return _Writer(analysis, model, spec_file).source()
+
+
+# ---- constructor calls: a torch module's own arguments, read back from its attributes ----------
+
+def _plain_class(module: nn.Module) -> type[nn.Module]:
+    """The torch class under archspec's explicit-padding subclass."""
+    cls = type(module)
+    return cls.__bases__[0] if hasattr(module, "explicit_padding") else cls
+
+
+def _literal(value) -> str:
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value):
+        value = value[0]  # torch broadcasts one number to every dim: (3, 3) reads as 3
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return f'float("{value}")'
+    return repr(value)
+
+
+def constructor(module: nn.Module) -> str:
+    name, args = constructor_parts(module)
+    return f"{name}({', '.join(args)})"
+
+
+def constructor_parts(module: nn.Module) -> tuple[str, list[str]]:
+    """('nn.Conv2d', ['3', '64', 'kernel_size=7', 'stride=2', 'padding=3', 'bias=False']):
+    required arguments by position (kernel_size by keyword, as in torchvision), the others only
+    when they differ from the default."""
+    cls = _plain_class(module)
+    if getattr(nn, cls.__name__, None) is not cls:
+        raise InternalError(f"export: no Python lowering for module class {cls.__qualname__}")
+    args = []
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name in SKIPPED_ARGS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if name == "bias" and not isinstance(getattr(module, name), bool):
+            value = module.bias is not None  # the attribute holds the tensor, the argument a flag
+        elif hasattr(module, name):
+            value = getattr(module, name)
+        else:
+            raise InternalError(f"export: {cls.__name__} keeps no attribute for argument '{name}'")
+        text = _literal(value)
+        if param.default is param.empty and name != "kernel_size":
+            args.append(text)
+        elif param.default is param.empty or text != _literal(param.default):
+            args.append(f"{name}={text}")
+    return f"nn.{cls.__name__}", args
+
+
+def wrapped(start: str, items: list[str], end: str, indent: str = INDENT,
+            comment: str = "") -> list[str]:
+    """start + items + end on one line if it fits, else the items on their own line(s); a
+    comment that does not fit at the end goes on the line above."""
+    line = f"{indent}{start}{', '.join(items)}{end}"
+    if len(line) + len(comment) <= WIDTH:
+        return [line + comment]
+    above = [f"{indent}{comment.strip()}"] if comment else []
+    if len(line) <= WIDTH:
+        return above + [line]
+    inner = indent + "    "
+    if len(inner) + len(", ".join(items)) <= WIDTH:
+        return above + [f"{indent}{start}", f"{inner}{', '.join(items)}", f"{indent}{end}"]
+    return above + [f"{indent}{start}", *(f"{inner}{item}," for item in items), f"{indent}{end}"]
+
+
+# ---- the file -------------------------------------------------------------------------------
+
+class _Writer:
+    def __init__(self, analysis: Analysis, model, spec_file: str | None):
+        self.analysis, self.net, self.model = analysis, analysis.network, model
+        self.spec_file = spec_file
+        self.imports: set[str] = {"nn"}
+        self.containers: set[str] = set()
+        self.init: list[str] = []
+        self.fixed: list[str] = []
+
+    def source(self) -> str:
+        forward = self.forward_lines()
+        for node in self.net.nodes.values():
+            self.declare(node)
+        body = [f"class {class_name(self.net.name)}(nn.Module):",
+                f'    """{self.net.name}: input [N, {", ".join(map(str, self.analysis.input_shape))}]'
+                f', {self.analysis.params:,} parameters and {self.analysis.buffers:,} buffers."""',
+                "", "    def __init__(self):", f"{INDENT}super().__init__()", *self.init]
+        if self.fixed:
+            self.imports.add("torch")
+            body += [f"{INDENT}with torch.no_grad():  # fixed weights written in the spec",
+                     *(f"    {line}" for line in self.fixed)]
+        body += ["", "    def forward(self, x):", *forward]
+        return "\n".join(self.header() + body) + "\n"
+
+    def header(self) -> list[str]:
+        where = f" from {self.spec_file}" if self.spec_file else ""
+        about = (f"Generated by archspec{where}. It needs only PyTorch: its state_dict keys are "
+                 "archspec.compile's, so weights trained there load here with strict=True.")
+        first = f"{self.net.name}: {self.net.description.strip()}" if self.net.description \
+            else self.net.name
+        text = "\n\n".join("\n".join(textwrap.wrap(p, 96)) for p in (first, about))
+        text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        lines = [f'"""{text}', '"""']
+        if "OrderedDict" in self.imports:
+            lines += ["from collections import OrderedDict", ""]
+        lines += ["import torch"] if "torch" in self.imports else []
+        lines += ["import torch.nn.functional as F"] if "F" in self.imports else []
+        return lines + ["from torch import nn", "", ""]
+
+    # -- __init__: one statement per module, under the spec's (hierarchical) names
+
+    def attribute(self, name: str, node: Node) -> str:
+        """self.layer1["0"].conv1 for 'layer1.0.conv1': nested nn.ModuleDict containers, so the
+        state_dict keys are the dotted names."""
+        parts = name.split(".")
+        text = "self"
+        for depth, part in enumerate(parts):
+            owner = nn.Module if depth == 0 else nn.ModuleDict
+            if hasattr(owner, part):
+                raise SpecError(self.net.source.diagnostic(
+                    node.path + ("name",), f"the name '{part}' cannot be exported to Python: it is "
+                    f"an attribute of torch's {owner.__name__}", layer=node.name,
+                    hint="rename the layer or block"))
+            if part.isidentifier() and not keyword.iskeyword(part):
+                text += f".{part}"
+            elif depth == 0:
+                text = f'getattr(self, "{part}")'
+            else:
+                text += f'["{part}"]'
+        return text
+
+    def declare(self, node: Node) -> None:
+        module = self.model.get_submodule(node.name)
+        if not _keeps_module(module):
+            return
+        parts = node.name.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            if prefix not in self.containers:
+                self.containers.add(prefix)
+                self.assign(prefix, ("nn.ModuleDict(", [], ")"), node)
+        self.assign(node.name, self.module_expression(module), node)
+        target = self.attribute(node.name, node)
+        if not node.cfg.trainable:
+            self.init.append(f"{INDENT}{target}.requires_grad_(False)  # trainable: false")
+        for field in ("weight", "bias"):
+            values = getattr(node.cfg, field, None)
+            if isinstance(values, list):
+                tensor = getattr(module, field) if field == "weight" else module.bias
+                shape_args = ", ".join(map(str, tensor.shape))
+                listing = pprint.pformat(values, width=80, compact=True)
+                listing = textwrap.indent(listing, INDENT + "        ").lstrip()
+                self.fixed.append(f"{INDENT}{target}.{field}.copy_(torch.tensor(\n"
+                                  f"{INDENT}        {listing}\n{INDENT}    ).reshape({shape_args}))")
+
+    def assign(self, name: str, call: tuple[str, list[str], str], node: Node) -> None:
+        target = self.attribute(name, node)
+        start, items, end = call
+        if target.startswith("getattr(self, "):
+            start, end = f'self.add_module("{name}", {start}', end + ")"
+        else:
+            start = f"{target} = {start}"
+        self.init.extend(wrapped(start, items, end))
+
+    def module_expression(self, module: nn.Module) -> tuple[str, list[str], str]:
+        if isinstance(module, tm.Projection):  # a 1x1 conv (and batch norm) under one name
+            self.imports.add("OrderedDict")
+            parts = [f"conv={constructor(module.conv)}"]
+            if module.bn is not None:
+                parts.append(f"bn={constructor(module.bn)}")
+            return "nn.Sequential(OrderedDict(", parts, "))"
+        name, args = constructor_parts(module)
+        return f"{name}(", args, ")"
+
+    # -- forward: one line per layer, straight-line code
+
+    def forward_lines(self) -> list[str]:
+        aliases = self.identity_aliases()
+        nodes = [n for n in self.net.nodes.values() if n.name not in aliases]
+        resolve = lambda name: aliases.get(name, name)  # noqa: E731
+        last_use, consumers = {INPUT: -1}, {}
+        for index, node in enumerate(nodes):
+            for src in node.data_inputs:
+                last_use[resolve(src)] = index
+                consumers.setdefault(resolve(src), []).append(index)
+        for out in self.net.outputs:
+            last_use[resolve(out)] = len(nodes)
+        outputs = {resolve(o) for o in self.net.outputs}
+        variables = {INPUT: "x"}
+        holder = INPUT  # the value now in the variable x
+        taken = set(RESERVED)
+        lines = [f'{INDENT}"""x: [N, {", ".join(map(str, self.analysis.input_shape))}]."""']
+        for index, node in enumerate(nodes):
+            args = [variables[resolve(src)] for src in node.data_inputs]
+            if consumers.get(node.name) == [index + 1] and last_use[holder] <= index \
+                    and node.name not in outputs:
+                variables[node.name] = "x"
+                holder = node.name
+            else:
+                variables[node.name] = _variable(node.name, taken)
+            shape = f"  # [N, {', '.join(map(str, self.analysis.layers[node.name].output_shape))}]"
+            start, items, end = self.call(node, args)
+            if node.name in consumers or node.name in outputs:
+                start = f"{variables[node.name]} = {start}"
+            else:  # read by no layer, but run all the same (batch statistics, as compiled)
+                shape += " (no layer reads it)"
+            lines += wrapped(start, items, end, comment=shape)
+        outs = [variables[resolve(o)] for o in self.net.outputs]
+        lines.append(f"{INDENT}return {outs[0] if len(outs) == 1 else ', '.join(outs)}")
+        return lines
+
+    def identity_aliases(self) -> dict[str, str]:
+        """Identity shortcuts pass their input through: no module, no statement."""
+        aliases: dict[str, str] = {}
+        for node in self.net.nodes.values():
+            module = self.model.get_submodule(node.name)
+            if isinstance(module, tm.Projection) and module.conv is None:
+                aliases[node.name] = aliases.get(node.inputs[0], node.inputs[0])
+        return aliases
+
+    def call(self, node: Node, args: list[str]) -> tuple[str, list[str], str]:
+        """The right-hand side of a layer's statement, as (start, items, end) for wrapping."""
+        module = self.model.get_submodule(node.name)
+        if isinstance(module, tm.Concat):
+            self.imports.add("torch")
+            return "torch.cat([", args, f"], dim={module.dim})"
+        if isinstance(module, (tm.Add, tm.Multiply)):
+            return "", [(" + " if isinstance(module, tm.Add) else " * ").join(args)], ""
+        if isinstance(module, tm.GlobalPool):
+            dims = str(module.dims[0]) if len(module.dims) == 1 else repr(module.dims)
+            return f"{args[0]}.{'mean' if module.op == 'avg' else 'amax'}(", [dims], ")"
+        target = self.attribute(node.name, node)
+        if hasattr(module, "explicit_padding"):
+            return f"{target}(", [self.padded_call(module, target, args[0])], ")"
+        return f"{target}(", args, ")"
+
+    def padded_call(self, module, target: str, arg: str) -> str:
+        """Asymmetric ('same') padding: F.pad first, as the compiled module does."""
+        self.imports.add("F")
+
+        def pad(value: str) -> str:
+            if module.explicit_pad_mode != "constant":
+                return f'F.pad({value}, {module.explicit_padding!r}, mode="{module.explicit_pad_mode}")'
+            fill = module.explicit_pad_value
+            return f"F.pad({value}, {module.explicit_padding!r}" + \
+                (f", value={_literal(float(fill))})" if fill else ")")
+
+        if not module.explicit_exclude_pad:
+            return pad(arg)
+        self.imports.add("torch")  # average over the real inputs only: divide by their share
+        return f"{pad(arg)}) / {target}({pad(f'torch.ones_like({arg}[:1, :1])')}"
+
+
+def _keeps_module(module: nn.Module) -> bool:
+    """Modules that stay modules in __init__ even without tensors (pools, activations, ...)."""
+    return not isinstance(module, (tm.Concat, tm.Add, tm.Multiply, tm.GlobalPool)) and not (
+        isinstance(module, tm.Projection) and module.conv is None)
+
+
+def _variable(name: str, taken: set[str]) -> str:
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    if not base.isidentifier() or keyword.iskeyword(base):
+        base = f"v_{base}"
+    text, n = base, 2
+    while text in taken:
+        text, n = f"{base}_{n}", n + 1
+    taken.add(text)
+    return text
