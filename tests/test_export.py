@@ -19,11 +19,11 @@ import torch
 from click.testing import CliRunner
 
 import archspec
-from archspec.errors import SpecError
 from archspec.backends.export.exported_program import exported_program, save_program
 from archspec.backends.export.python_source import python_source
 from archspec.backends.torch_backend import class_name
 from archspec.cli import main
+from archspec.errors import SpecError
 from archspec.layers import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +215,7 @@ def test_python_source_imports_only_torch_and_passes_ruff(tmp_path):
 def test_torch_export_and_onnx_files_compute_the_compiled_outputs_at_any_batch(spec, tmp_path):
     import onnx
     import onnxruntime
+
     from archspec.backends.export.onnx_model import onnx_bytes
     analysis, model = compiled(spec)
     program = exported_program(analysis, model=model)  # one trace for both files
@@ -315,3 +316,15 @@ def test_onnx_export_names_the_layer_onnx_cannot_express(tmp_path):
     assert diagnostic.message == ("ONNX cannot express this layer as configured (no ONNX operator "
                                   "for aten.adaptive_max_pool2d)")
     assert not (tmp_path / "u.onnx").exists()
+
+
+def test_python_export_refuses_a_block_member_named_like_a_module_dict_method():
+    text = ("name: t\ninput: [3]\nlayers:\n  - type: sequential\n    name: blk\n    layers:\n"
+            "      - {type: dense, out_features: 4, name: items}\n")
+    archspec.compile(archspec.loads(text))  # a fine name for the compiled module
+    with pytest.raises(SpecError) as caught:
+        python_source(archspec.analyze(archspec.loads(text, filename="t.yaml")))
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.line, diagnostic.column, diagnostic.layer) == (7, 46, "blk.items")
+    assert diagnostic.message == ("the name 'items' cannot be exported to Python: it is an "
+                                  "attribute of torch's ModuleDict")

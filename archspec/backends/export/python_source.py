@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import math
 import pprint
 import textwrap
 
-import torch.nn as nn
+from torch import nn
 
 from ...analysis import Analysis
 from ...errors import InternalError, SpecError
@@ -43,7 +44,7 @@ def _plain_class(module: nn.Module) -> type[nn.Module]:
 def _literal(value) -> str:
     if isinstance(value, tuple) and value and all(v == value[0] for v in value):
         value = value[0]  # torch broadcasts one number to every dim: (3, 3) reads as 3
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+    if isinstance(value, float) and not math.isfinite(value):
         return f'float("{value}")'
     return repr(value)
 
@@ -109,10 +110,11 @@ class _Writer:
         forward = self.forward_lines()
         for node in self.net.nodes.values():
             self.declare(node)
-        body = [f"class {class_name(self.net.name)}(nn.Module):",
-                f'    """{self.net.name}: input [N, {", ".join(map(str, self.analysis.input_shape))}]'
-                f', {self.analysis.params:,} parameters and {self.analysis.buffers:,} buffers."""',
-                "", "    def __init__(self):", f"{INDENT}super().__init__()", *self.init]
+        shape = ", ".join(map(str, self.analysis.input_shape))
+        summary = (f"{self.net.name}: input [N, {shape}], {self.analysis.params:,} parameters and "
+                   f"{self.analysis.buffers:,} buffers.")
+        body = [f"class {class_name(self.net.name)}(nn.Module):", f'    """{summary}"""', "",
+                "    def __init__(self):", f"{INDENT}super().__init__()", *self.init]
         if self.fixed:
             self.imports.add("torch")
             body += [f"{INDENT}with torch.no_grad():  # fixed weights written in the spec",
@@ -205,7 +207,10 @@ class _Writer:
     def forward_lines(self) -> list[str]:
         aliases = self.identity_aliases()
         nodes = [n for n in self.net.nodes.values() if n.name not in aliases]
-        resolve = lambda name: aliases.get(name, name)  # noqa: E731
+
+        def resolve(name: str) -> str:
+            return aliases.get(name, name)
+
         last_use, consumers = {INPUT: -1}, {}
         for index, node in enumerate(nodes):
             for src in node.data_inputs:
