@@ -24,6 +24,8 @@ def tight(base: type[nn.Module]) -> type[nn.Module]:
 
     def forward(self, *args):
         out = base.forward(self, *args)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return out  # a traced graph has no storages to measure (and plans its own buffers)
         return out.clone() if out.untyped_storage().nbytes() > out.nbytes else out
 
     return type(base.__name__, (base,), {"forward": forward})

@@ -36,9 +36,12 @@ def python_source(analysis: Analysis, spec_file: str | None = None) -> str:
 # ---- constructor calls: a torch module's own arguments, read back from its attributes ----------
 
 def _plain_class(module: nn.Module) -> type[nn.Module]:
-    """The torch class under archspec's explicit-padding subclass."""
-    cls = type(module)
-    return cls.__bases__[0] if hasattr(module, "explicit_padding") else cls
+    """The torch class under archspec's subclasses (explicit padding, a transposed conv whose
+    output gets a buffer of its own size: the same values)."""
+    for cls in type(module).__mro__:
+        if getattr(nn, cls.__name__, None) is cls:
+            return cls
+    raise InternalError(f"export: no Python lowering for module class {type(module).__qualname__}")
 
 
 def _literal(value) -> str:
@@ -59,8 +62,6 @@ def constructor_parts(module: nn.Module) -> tuple[str, list[str]]:
     required arguments by position (kernel_size by keyword, as in torchvision), the others only
     when they differ from the default."""
     cls = _plain_class(module)
-    if getattr(nn, cls.__name__, None) is not cls:
-        raise InternalError(f"export: no Python lowering for module class {cls.__qualname__}")
     args = []
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name in SKIPPED_ARGS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
