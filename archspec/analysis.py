@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import shapes
+from .collector import collector_paused
 from .errors import MAX_KEPT, Diagnostic, InternalError, SpecError
 from .ir import INPUT, Network, Node
 from .layers.base import RFStep, Shape, ShapeProblem, fmt_shape
@@ -30,12 +31,17 @@ class ReceptiveField:
                 "padding": list(self.padding)}
 
 
+POINTWISE = RFStep(1, 1, 0)
+
+
 def rf_identity(ndim: int) -> ReceptiveField:
     return ReceptiveField((1,) * ndim, (1,) * ndim, (0,) * ndim)
 
 
 def rf_compose(rf: ReceptiveField, steps: list[RFStep]) -> ReceptiveField:
     """One sliding-window layer applied after a field (the Distill recurrences, per dim)."""
+    if all(step == POINTWISE for step in steps):  # elementwise layers keep their input's field
+        return rf
     return ReceptiveField(
         tuple(shapes.rf_size(r, j, st.kernel) for r, j, st in zip(rf.size, rf.stride, steps)),
         tuple(shapes.rf_jump(j, st.stride) for j, st in zip(rf.stride, steps)),
@@ -105,6 +111,7 @@ class Analysis:
     optimizer: str = "adam"   # for the training-step estimate: sgd, momentum or adam
     _saved: dict[str, int] | None = field(default=None, repr=False)
     omitted: int = 0  # errors found past MAX_KEPT, counted only
+    _totals: dict[tuple[str, int], int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -129,7 +136,11 @@ class Analysis:
         return outs[0] if len(outs) == 1 else outs
 
     def total(self, attr: str) -> int:
-        return sum(getattr(info, attr) for info in self.layers.values())
+        """A sum over the layers, computed once (the layers are complete when it is asked)."""
+        key = (attr, len(self.layers))
+        if key not in self._totals:
+            self._totals[key] = sum(getattr(info, attr) for info in self.layers.values())
+        return self._totals[key]
 
     @property
     def params(self) -> int:
@@ -171,7 +182,7 @@ class Analysis:
     def activation_bytes(self) -> int:
         """The input and every distinct layer output of one forward pass, none freed: a bound
         on the inference peak (inference_peak_bytes is the exact figure)."""
-        return sum(self.output_bytes(i) for i in self.layers.values()) + self.input_bytes
+        return self.total("output_bytes") + self.input_bytes
 
     @property
     def saved_bytes(self) -> dict[str, int]:
@@ -209,6 +220,7 @@ class Analysis:
         from .backends.report import rich_lines
         yield from rich_lines(self, options.max_width)
 
+    @collector_paused()
     def to_json(self) -> dict[str, Any]:
         outs = self.output_shapes
         return {
@@ -255,6 +267,7 @@ def invalid_json(name: str | None, errors: list[Diagnostic]) -> dict[str, Any]:
             "errors": [d.to_json() for d in errors], "warnings": []}
 
 
+@collector_paused()
 def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
             optimizer: str = "adam") -> Analysis:
     """Annotate every node; raises SpecError (with .partial = the Analysis so far) on shape errors."""
@@ -263,12 +276,13 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
         INPUT: rf_identity(len(network.input_shape) - 1) if len(network.input_shape) > 1 else None}
     result = Analysis(network, {}, [], batch_size, dtype_bytes, optimizer=optimizer)
     seen: dict[tuple, Diagnostic] = {}
+    rules: dict[tuple, tuple] = {}
     for node in network.nodes.values():
         if node.broken or any(i not in shapes_of for i in node.inputs):
             continue  # an upstream error was already reported
         in_shapes = [shapes_of[i] for i in node.inputs]
         try:
-            info = analyze_node(node, in_shapes, fields)
+            info = analyze_node(node, in_shapes, fields, rules)
         except ShapeProblem as problem:
             report_once(result, shape_diagnostic(network, node, in_shapes, problem), seen)
             continue
@@ -316,19 +330,31 @@ def unused_outputs(network: Network) -> list[Diagnostic]:
     return [same[0] for same in by_place.values()]
 
 
-def analyze_node(node: Node, in_shapes: list[Shape], fields) -> LayerInfo:
+def apply_rules(node: Node, in_shapes: list[Shape], rules: dict[tuple, tuple]) -> tuple:
+    """The kind's rules for this layer: (output, counts, rf steps, label, identity). Copies of a
+    repeat share their config (the expander validates an item once), so for the same input
+    shapes the results are the same and are computed once."""
     kind, cfg = node.kind, node.cfg
+    key = (id(cfg), *in_shapes)  # the network holds every config while it is analysed
+    if key in rules:
+        return rules[key]
     try:
         out = tuple(kind.output_shape(cfg, in_shapes))
-        counts = kind.counts(cfg, in_shapes, out)
-        steps = kind.rf_steps(cfg, in_shapes)
-        label = kind.label(cfg, in_shapes)
-        identity = kind.is_identity(cfg, in_shapes)
+        found = (out, kind.counts(cfg, in_shapes, out), kind.rf_steps(cfg, in_shapes),
+                 kind.label(cfg, in_shapes), kind.is_identity(cfg, in_shapes))
     except ShapeProblem:
         raise
     except Exception as exc:  # a kind's rule crashed: our bug, not the user's
         raise InternalError(f"layer kind '{kind.name}' failed on '{node.name}' with inputs "
                             f"{in_shapes}: {type(exc).__name__}: {exc}") from exc
+    rules[key] = found
+    return found
+
+
+def analyze_node(node: Node, in_shapes: list[Shape], fields, rules: dict[tuple, tuple]
+                 ) -> LayerInfo:
+    kind, cfg = node.kind, node.cfg
+    out, counts, steps, label, identity = apply_rules(node, in_shapes, rules)
     if min(out, default=1) < 1:
         raise ShapeProblem(f"output shape {list(out)} has an empty dim",
                            hint="reduce the downsampling or the padding before this layer")

@@ -644,6 +644,19 @@ def output_format(output: str | os.PathLike | None, fmt: str | None) -> str:
     return SUFFIXES[suffix]
 
 
+MAX_DOT_BOXES = 2_000  # dot's layout grows superlinearly; beyond this it takes minutes or crashes
+
+
+def check_drawable(model: DiagramModel) -> None:
+    """Refuse, before running dot, a drawing too large for it to lay out."""
+    if len(model.boxes) > MAX_DOT_BOXES:
+        raise RenderError(f"the diagram would have {len(model.boxes):,} boxes, more than dot can "
+                          f"lay out (limit {MAX_DOT_BOXES:,})",
+                          "draw blocks as single boxes with --depth 0 or --depth 1 (repeated "
+                          "blocks fold into one 'x N' box), or write the DOT source with "
+                          "--format dot")
+
+
 def render(analysis: Analysis, output: str | os.PathLike | None = None, *,
            format: str | None = None, depth: int | None = None, fold: bool = True,
            params: bool = False, rankdir: str = "TB", legend: bool = True,
@@ -667,6 +680,8 @@ def render(analysis: Analysis, output: str | os.PathLike | None = None, *,
             raise RenderError(f"refusing to overwrite the input spec '{spec_file}'")
     model = build_model(analysis, depth=depth, fold=fold, params=params,
                         edge_labels=edge_labels, title=title)
+    if fmt != "dot":
+        check_drawable(model)
     source = to_dot(model, rankdir=rankdir, legend=legend)
     data = source.encode("utf-8") if fmt == "dot" else run_dot(source, fmt, dot=dot, dpi=dpi)
     if output is not None:

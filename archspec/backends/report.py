@@ -6,6 +6,7 @@ import shutil
 import textwrap
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from ..collector import collector_paused
 from ..layers.base import fmt_shape
 from ..units import human_bytes
 from .table import Column, Line, fit
@@ -96,6 +97,7 @@ def wrapped(text: str, width: int, indent: str = "  ") -> list[str]:
     return [line.replace("\u00a0", " ") for line in lines]
 
 
+@collector_paused()
 def report_lines(analysis: Analysis, width: int, *, partial: bool = False) -> list[Line]:
     """Title, layer table, notes and totals, each line at most `width` long where figures allow."""
     title = analysis.network.name + (" (analysis up to the first error)" if partial else "")

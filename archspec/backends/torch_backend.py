@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from .. import shapes
 from ..analysis import Analysis
+from ..collector import collector_paused
 from ..errors import DeviceUnavailable, Diagnostic, SpecError
 from ..ir import INPUT
 from ..spec.reserved import MODULE_ATTRIBUTES, reserved_reason
@@ -119,6 +120,7 @@ def module_tree(modules: dict[str, nn.Module]) -> nn.Module:
     return root
 
 
+@collector_paused()  # 100,000 modules: the collector's full passes would make this superlinear
 def compile_network(analysis: Analysis, *, device="cpu",
                     max_memory: int | None = None) -> fx.GraphModule:
     net = analysis.network

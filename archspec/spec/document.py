@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..analysis import MAX_VALUES
+from ..collector import collector_paused
 from ..errors import Diagnostic, SpecError
 from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
@@ -44,6 +45,7 @@ class SpecDocument(BaseModel):
         "last layer."))
 
 
+@collector_paused()
 def load(path: str | os.PathLike, *, limits: Limits = Limits(),
          filename: str | None = None) -> Network:
     """Parse and expand the spec file at path (any name: a path is never read as YAML text);
@@ -60,6 +62,7 @@ def load(path: str | os.PathLike, *, limits: Limits = Limits(),
     return named_build(data, smap)
 
 
+@collector_paused()
 def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>") -> Network:
     """Parse and expand a spec given as YAML text (never a path); raises SpecError."""
     if not isinstance(text, (str, bytes)):
@@ -68,6 +71,7 @@ def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<str
     return named_build(data, smap)
 
 
+@collector_paused()
 def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = "<stdin>"
                 ) -> Network:
     """Parse and expand a spec read from a binary stream (standard input) within the size limit."""

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..errors import MAX_KEPT, Diagnostic, InternalError
 from ..ir import INPUT, Block, Node, Path
-from ..layers.base import COMPOSITES, REGISTRY, LayerConfig
+from ..layers.base import COMPOSITES, REGISTRY, ActivationField, LayerConfig
 from . import params as param_expr
 from .messages import (SYNONYMS, beyond_limit, describe_field, did_you_mean, existing_path,
                        field_info, group_errors, is_foreign_layer, locate, show_value, value_at,
@@ -38,6 +38,7 @@ class Scope:
     seen: set[str] = field(default_factory=set)              # ... whose definitions came (or failed)
     frozen: bool = False
     context: list[str] = field(default_factory=list)
+    blocks: tuple[Block, ...] = ()                          # the enclosing blocks, outermost first
 
     def full(self, local: str) -> str:
         return ".".join(self.prefix + (local,))
@@ -72,6 +73,8 @@ class Expander:
         self.reported: dict[tuple, Diagnostic] = {}
         self.omitted = 0  # errors past MAX_KEPT, counted only
         self.failed_refs: dict[tuple, Diagnostic | None] = {}  # (path, ref, context) -> its error
+        self.validated: dict[tuple, tuple[dict, Any]] = {}  # (model, id(item)) -> (item, cfg)
+        self.short_forms: dict[str, dict] = {}               # "relu" -> {"type": "relu"}
         self.by_suffix: dict[str, str] = {}  # "conv1", "0.conv1" -> first node inside a block so named
         self.instantiating: list[str] = []   # user blocks being expanded (recursion check)
         self.scopes: dict[str, Scope] = {}   # block full name -> its scope, for qualified names
@@ -259,10 +262,8 @@ class Expander:
         return full
 
     def note_member(self, scope: Scope, name: str) -> None:
-        for i in range(1, len(scope.prefix) + 1):
-            block = self.blocks.get(".".join(scope.prefix[:i]))
-            if block is not None:
-                block.members.append(name)
+        for block in scope.blocks:
+            block.members.append(name)
 
     def open_block(self, scope: Scope, item: dict, kind: str, path: Path, stem: str
                    ) -> Scope | None:
@@ -271,12 +272,12 @@ class Expander:
             return None
         full = self.unique(scope.full(local))
         parent = ".".join(scope.prefix) or None
-        self.blocks[full] = Block(name=full, kind=kind, path=path, parent=parent)
+        block = self.blocks[full] = Block(name=full, kind=kind, path=path, parent=parent)
         scope.names[local] = full  # resolved to the output node when the block closes
         scope.name_paths[local] = path
         inner = Scope(prefix=scope.prefix + (local,), parent=scope,
                       frozen=scope.frozen or item.get("trainable") is False,
-                      context=list(scope.context))
+                      context=list(scope.context), blocks=scope.blocks + (block,))
         self.scopes[full] = inner
         return inner
 
@@ -320,8 +321,8 @@ class Expander:
         return current
 
     def expand_item(self, item: Any, path: Path, scope: Scope, current: str | None) -> str | None:
-        if isinstance(item, str):
-            item = {"type": item}
+        if isinstance(item, str):  # one mapping per short form, so its validation is done once
+            item = self.short_forms.setdefault(item, {"type": item})
         if not isinstance(item, dict):
             self.error(path, f"a layer must be a mapping or a type name, got {type(item).__name__}",
                        hint="e.g. '- {type: conv, out_channels: 16, kernel_size: 3}' or '- relu'",
@@ -392,7 +393,7 @@ class Expander:
                        "give a single name in 'from'")
             return None
         name = self.add_node(scope, item, cfg, inputs, path)
-        activation = getattr(cfg, "activation", None)
+        activation = cfg.activation if isinstance(cfg, ActivationField) else None
         if activation is not None and name is not None:
             out = self.add_activation(scope, activation, name, path + ("activation",))
             if out is not None:  # the layer's name means its output as written: activated
@@ -417,8 +418,16 @@ class Expander:
         return self.add_node(scope, None, cfg, [source], path)
 
     def validate(self, config_cls, item: dict, path: Path, scope: Scope):
+        """The item's config, or None after reporting why it is invalid. A repeat's copies
+        share their items, and a valid item's config is shared with them (configs are never
+        changed, only copied)."""
+        cached = self.validated.get((config_cls, id(item)))
+        if cached is not None and cached[0] is item:
+            return cached[1]
         try:
-            return config_cls.model_validate(item)
+            cfg = config_cls.model_validate(item)
+            self.validated[(config_cls, id(item))] = (item, cfg)
+            return cfg
         except ValidationError as exc:
             if len(self.diagnostics) >= MAX_KEPT:  # only counted from here: skip the wording
                 self.omitted += 1

@@ -1,0 +1,93 @@
+"""Big specs within the documented limits (100,000 layers) check in seconds, with a cost per
+layer that does not grow with the network; a drawing too large for dot is refused before dot."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import archspec
+from archspec.backends.report import report_lines
+from archspec.errors import ArchspecError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def repeat_spec(copies: int) -> str:
+    """Three lines of YAML: `copies` x ten ReLUs (9,999 copies: 99,990 layers)."""
+    return (f"name: big\ninput: [4, 8, 8]\nlayers:\n"
+            f"  - {{type: repeat, times: {copies}, layers: [{', '.join(['relu'] * 10)}]}}\n")
+
+
+def run_check(path: Path, *args: str) -> tuple[float, str]:
+    """(CPU seconds, stdout) of one `archspec check` process."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "archspec", "check", str(path), *args],
+                                stdout=subprocess.PIPE, stderr=err, env=env)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        assert proc.returncode == 0, err.read().decode()
+    return usage.ru_utime + usage.ru_stime, out.decode()
+
+
+def test_a_99990_layer_spec_checks_in_seconds_not_minutes(tmp_path):
+    """79 s for the table and 10 s for --json before; the CPU time is asserted (the wall time of
+    a shared test machine says little), with a generous bound."""
+    path = tmp_path / "big.yaml"
+    path.write_text(repeat_spec(9_999))
+    cpu, text = run_check(path)
+    assert cpu < 30, cpu
+    assert "repeat1.9998.relu10" in text
+    cpu, out = run_check(path, "--json")
+    assert cpu < 30, cpu
+    doc = json.loads(out)
+    assert len(doc["layers"]) == 99_990 and doc["valid"] is True
+
+
+def per_layer_cpu(copies: int) -> float:
+    text = repeat_spec(copies)
+    best = float("inf")
+    for _ in range(2):
+        start = time.process_time()
+        analysis = archspec.analyze(archspec.loads(text))
+        report_lines(analysis, 160)
+        json.dumps(analysis.to_json())
+        best = min(best, time.process_time() - start)
+    return best / (copies * 10)
+
+
+def test_the_cost_per_layer_stays_flat_from_2000_to_20000_layers():
+    """Quadratic growth would make it 10x; the issue's target is 1.5x from 1k to 100k (see
+    tools/bench/bench_scale.py); asserted generously here."""
+    per_layer_cpu(50)  # warm up
+    ratio = per_layer_cpu(2_000) / per_layer_cpu(200)
+    assert ratio < 2, ratio
+
+
+def test_the_scale_benchmark_runs_in_quick_mode():
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "bench_scale.py"),
+                             "--quick"], capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    assert "per-layer ratio" in result.stdout and "peak memory per layer" in result.stdout
+
+
+def test_a_drawing_too_large_for_dot_is_refused_before_running_dot(tmp_path):
+    analysis = archspec.analyze(archspec.loads(repeat_spec(300)))  # 3,000 boxes at full depth
+    missing_dot = tmp_path / "no-dot-here"
+    try:
+        archspec.render(analysis, tmp_path / "big.svg", dot=missing_dot)
+    except ArchspecError as exc:
+        assert "more than dot can lay out" in exc.message and "--depth" in exc.hint
+    else:
+        raise AssertionError("a 3,000-box drawing was handed to dot")
+    assert not (tmp_path / "big.svg").exists()
+    # the DOT source is still available: it needs no layout
+    assert archspec.render(analysis, format="dot").startswith("digraph")
