@@ -141,6 +141,7 @@ class _View:
         self.children: dict[str | None, list[str]] = {}
         for name, block in self.blocks.items():
             self.children.setdefault(block.parent, []).append(name)
+        self.sizes: dict[str, int] = {}  # analysed layers per block, counted once (not per layer)
 
     def is_open(self, block: str) -> bool:
         return self.depth is None or self.level[block] <= self.depth
@@ -151,13 +152,17 @@ class _View:
         return [n for n in (".".join(scope[:i]) for i in range(1, len(scope) + 1))
                 if n in self.blocks]
 
+    def size(self, block: str) -> int:
+        if block not in self.sizes:
+            self.sizes[block] = sum(1 for m in self.blocks[block].members if m in self.layers)
+        return self.sizes[block]
+
     def place(self, node: str) -> tuple[str, str | None, bool]:
         """(box id, cluster, collapsed) for a layer at this depth."""
         cluster = None
         for block in self.chain(node):
             if not self.is_open(block):
-                members = [m for m in self.blocks[block].members if m in self.layers]
-                if len(members) > 1:
+                if self.size(block) > 1:
                     return block, cluster, True
                 return node, cluster, False  # a one-layer block shows the layer itself
             cluster = block
@@ -368,7 +373,8 @@ def _fold_box(analysis: Analysis, view: _View, fid: str, run: list[str]) -> Box:
     if last.output in analysis.layers:
         lines.append(("shape", fmt_shape(analysis.layers[last.output].output_shape)))
     lines.append(("params", f"{count_text(_total(analysis, blocks, 'params'))} params"))
-    return Box(fid, "fold", lines, tooltip=f"{len(run)} identical blocks: {', '.join(run)}",
+    shown = ", ".join(run) if len(run) <= 8 else f"{', '.join(run[:3])}, \u2026, {run[-1]}"
+    return Box(fid, "fold", lines, tooltip=f"{len(run)} identical blocks: {shown}",
                count=len(run))
 
 
