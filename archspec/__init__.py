@@ -20,9 +20,9 @@ from .analysis import analyze as _analyze
 from .errors import (ArchspecError, CheckpointError, Diagnostic, FileError, InternalError,
                      SpecError, TorchMissing)
 from .ir import Network
-from .spec import Limits
-from .spec import load as _load
-from .spec import loads as _loads
+from .frontend import Limits
+from .frontend import load as _load
+from .frontend import loads as _loads
 
 __all__ = ["load", "loads", "analyze", "compile", "render", "export", "load_checkpoint", "save_checkpoint",
            "Analysis", "Network", "Diagnostic", "ArchspecError", "SpecError", "FileError",

@@ -18,7 +18,7 @@ from rich.console import Console
 from .backends.report import PIPED_WIDTH
 from .errors import MAX_SHOWN, ArchspecError, Diagnostic, InternalError, SpecError
 from .fileio import STDIO
-from .spec.yaml_loader import Limits
+from .frontend.yaml_loader import Limits
 from .units import human_bytes, parse_bytes
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -125,7 +125,7 @@ def refuse_overwrite(spec: str, output: str) -> None:
 
 def read_network(spec: str, limits: Limits):
     """The spec file at a path, or standard input for '-' (named <stdin> in diagnostics)."""
-    from .spec import load, load_stream
+    from .frontend import load, load_stream
     if spec == STDIO:
         return load_stream(sys.stdin.buffer, limits=limits, filename="<stdin>")
     return load(spec, limits=limits)
@@ -356,7 +356,7 @@ def verify(spec, device, batch_size, max_memory, max_bytes, max_depth, max_nodes
 @main.command()
 def schema():
     """Print the JSON Schema of the spec language (for YAML language servers)."""
-    from .spec.schema import spec_json_schema
+    from .frontend.schema import spec_json_schema
     click.echo(json.dumps(spec_json_schema(), indent=2))
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import archspec
 from archspec.errors import SpecError
-from archspec.spec.params import ExpressionError, evaluate
+from archspec.frontend.params import ExpressionError, evaluate
 
 MAX_RESULT = 10 ** 15  # what the grammar promises: larger computed values are refused
 

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 import archspec
 from archspec.errors import ArchspecError, SpecError
 from archspec.layers import COMPOSITES, REGISTRY
-from archspec.spec import build_network, load_yaml
-from archspec.spec.yaml_loader import _LINE_BREAK, load_yaml_file
+from archspec.frontend import build_network, load_yaml
+from archspec.frontend.yaml_loader import _LINE_BREAK, load_yaml_file
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 ZOO = {p.stem: load_yaml_file(p)[0] for p in SPECS}

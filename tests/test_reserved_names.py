@@ -16,8 +16,8 @@ import torch.nn as nn
 import archspec
 from archspec.backends.checkpoint import FORMAT
 from archspec.errors import CheckpointError, SpecError
-from archspec.spec import expand
-from archspec.spec.reserved import reserved_reason
+from archspec.frontend import expand
+from archspec.frontend.reserved import reserved_reason
 
 NAMES = ["forward", "eval", "float", "type", "training", "graph", "code", "meta", "_modules",
          "to", "cpu", "state_dict", "parameters", "train", "__init__", "__dict__", "shape_env",

@@ -1,4 +1,4 @@
-"""The JSON Schema of the spec language (archspec.spec.schema, `archspec schema`)."""
+"""The JSON Schema of the spec language (archspec.frontend.schema, `archspec schema`)."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ import archspec
 
 from archspec.cli import main
 from archspec.layers import COMPOSITES, REGISTRY
-from archspec.spec.schema import spec_json_schema
-from archspec.spec.yaml_loader import load_yaml, load_yaml_file
+from archspec.frontend.schema import spec_json_schema
+from archspec.frontend.yaml_loader import load_yaml, load_yaml_file
 
 jsonschema = pytest.importorskip("jsonschema")
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))

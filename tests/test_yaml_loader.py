@@ -1,4 +1,4 @@
-"""Tests for the safe YAML front end (archspec.spec.yaml_loader)."""
+"""Tests for the safe YAML front end (archspec.frontend.yaml_loader)."""
 from __future__ import annotations
 
 import time
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import archspec.spec.yaml_loader as yl
+import archspec.frontend.yaml_loader as yl
 from archspec.errors import Diagnostic, SpecError
-from archspec.spec.yaml_loader import Limits, SourceMap, load_yaml, load_yaml_file
+from archspec.frontend.yaml_loader import Limits, SourceMap, load_yaml, load_yaml_file
 
 HAVE_LIBYAML = hasattr(yaml, "CSafeLoader")
 

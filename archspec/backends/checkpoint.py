@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..errors import CheckpointError, InternalError, SpecError
 from ..fileio import open_input, write_output
-from ..spec import Limits
+from ..frontend import Limits
 from .torch_backend import check_fits, compile_network, usable_device
 
 FORMAT = "archspec-checkpoint/1"

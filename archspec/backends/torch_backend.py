@@ -16,7 +16,7 @@ from ..analysis import Analysis
 from ..collector import collector_paused
 from ..errors import DeviceUnavailable, Diagnostic, SpecError
 from ..ir import INPUT
-from ..spec.reserved import MODULE_ATTRIBUTES, reserved_reason
+from ..frontend.reserved import MODULE_ATTRIBUTES, reserved_reason
 from ..units import human_bytes
 
 

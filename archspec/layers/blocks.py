@@ -1,6 +1,6 @@
 """Composite blocks: they expand into several nodes inside a named scope (a diagram cluster).
 
-Each kind has a config schema and an ``expand`` that drives the Expander (archspec.spec.expand).
+Each kind has a config schema and an ``expand`` that drives the Expander (archspec.frontend.expand).
 Nested layer lists are typed ``list[Any]`` here and validated item by item during expansion,
 so every error keeps its own location; the JSON Schema links them to the layer union.
 """
@@ -79,7 +79,7 @@ class Repeat:
 def _copies_fit(ex, cfg, per_copy: int, path, scope) -> bool:
     """After the first copy: refuse at once a repeat whose copies would pass the node limit
     (rather than building 100,000 layers first)."""
-    from ..spec.expand import MAX_NODES
+    from ..frontend.expand import MAX_NODES
     total = len(ex.nodes) + per_copy * (cfg.times - 1)
     if total <= MAX_NODES:
         return True
