@@ -27,8 +27,8 @@ def bn(c: int) -> tuple[int, int]:
 
 # ---- GoogLeNet (paper) ---------------------------------------------------------------------
 
-def test_googlenet_matches_the_paper():
-    a = analysis("googlenet")
+def test_googlenet_paper_matches_the_paper():
+    a = analysis("googlenet_paper")
     assert a.params == 6_998_552          # REFERENCE.md
     assert a.buffers == 0                 # no batch norm
     assert a.output_shapes == [(1000,)]
@@ -45,8 +45,8 @@ def test_googlenet_matches_the_paper():
     assert drop.p == 0.4
 
 
-def test_googlenet_runs_like_its_analysis():
-    assert mismatches(analysis("googlenet"), device="meta") == []
+def test_googlenet_paper_runs_like_its_analysis():
+    assert mismatches(analysis("googlenet_paper"), device="meta") == []
 
 
 # ---- ResNet-18 ------------------------------------------------------------------------------
