@@ -132,7 +132,7 @@ def build_network(data: Any, smap) -> Network:
     blocks = {k: v.model_dump() for k, v in doc.blocks.items()}
     ex = Expander(smap, blocks)
     top = Scope(prefix=())
-    ex.expand_items(doc.layers, ("layers",), top, "input")
+    ex.expand(doc.layers, ("layers",), top, "input")
     outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
         raise SpecError(ex.diagnostics, omitted=ex.omitted)

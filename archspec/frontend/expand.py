@@ -8,18 +8,31 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from ..errors import MAX_KEPT, Diagnostic, InternalError
 from ..ir import INPUT, Block, Node, Path
-from ..layers.base import COMPOSITES, REGISTRY, ActivationField, LayerConfig
+from ..layers.base import COMPOSITES, INLINE_DOC, REGISTRY, ActivationField, LayerConfig
 from . import params as param_expr
-from .messages import (SYNONYMS, beyond_limit, describe_field, did_you_mean, existing_path,
-                       field_info, group_errors, is_foreign_layer, locate, show_value, value_at,
-                       value_hint)
+from .composite import Use
+from .messages import (
+    SYNONYMS,
+    beyond_limit,
+    describe_field,
+    did_you_mean,
+    existing_path,
+    field_info,
+    group_errors,
+    is_foreign_layer,
+    locate,
+    show_value,
+    value_at,
+    value_hint,
+)
 from .reserved import reserved_reason
 
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
@@ -27,8 +40,15 @@ MAX_NESTING = 100  # blocks inside blocks: every user block and composite expand
 SUGGEST_AMONG = 100  # did-you-mean for a layer name looks at this many of the nearest names
 
 
+NUMBER = "#"  # a numbered scope's counter, kept among its name counters
+
+
 @dataclass
 class Scope:
+    """Where names are looked up and given: a block's (or a repeat copy's) own names, and the
+    variables expressions see there. Both are chained to the enclosing scope, innermost first.
+    An inline block gets a *view*: a Scope sharing the enclosing scope's name tables (so its
+    layers are named there) with its own input, variables and trainability."""
     prefix: tuple[str, ...]                      # full name parts: ("layer1", "0")
     parent: Scope | None = None
     names: dict[str, str] = field(default_factory=dict)     # local name -> node giving its value
@@ -39,6 +59,10 @@ class Scope:
     frozen: bool = False
     context: list[str] = field(default_factory=list)
     blocks: tuple[Block, ...] = ()                          # the enclosing blocks, outermost first
+    values: dict[str, Any] = field(default_factory=dict)    # expression variables defined here
+    input: str | None = INPUT      # what `input` names here: the block's (or copy's) own input
+    numbered: bool = False         # members are named 0, 1, 2, ... (nn.Sequential)
+    inline: str | None = None      # a view: the inline block it was opened for (for hints)
 
     def full(self, local: str) -> str:
         return ".".join(self.prefix + (local,))
@@ -51,14 +75,24 @@ class Scope:
             scope = scope.parent
         return None
 
+    def variables(self) -> ChainMap:
+        """The expression variables visible here, innermost first (a block param hides a spec
+        param of the same name; a repeat copy's index hides both)."""
+        chain, scope = [], self
+        while scope is not None:
+            chain.append(scope.values)
+            scope = scope.parent
+        return ChainMap(*chain)
+
     def visible(self, most: int | None = None) -> list[str]:
         """Names visible here, nearest first (the innermost scope's latest names); at most
         `most`, so hints for many errors in a big network stay linear."""
-        out, scope = [], self
+        out, scope, shown = [], self, None
         while scope is not None and (most is None or len(out) < most):
-            out.extend(itertools.islice(reversed(scope.names), None if most is None
-                                        else most - len(out)))
-            scope = scope.parent
+            if scope.names is not shown:  # a view shares its enclosing scope's names
+                out.extend(itertools.islice(reversed(scope.names), None if most is None
+                                            else most - len(out)))
+            shown, scope = scope.names, scope.parent
         return out
 
 
@@ -80,6 +114,7 @@ class Expander:
         self.scopes: dict[str, Scope] = {}   # block full name -> its scope, for qualified names
         self.depth = 0                       # blocks being expanded, one inside the other
         self.too_big = False
+        self.inline_names: dict[str, str] = {}  # full name -> the inline block that named it
 
     # ---- diagnostics -------------------------------------------------------------------
     def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
@@ -102,13 +137,19 @@ class Expander:
         self.diagnostics.append(diagnostic)
         return diagnostic
 
-    # ---- names ---------------------------------------------------------------------------
+    # ---- names: every rule about what a layer or block is called lives here ---------------
     def reserve_names(self, items: list, scope: Scope) -> None:
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("name"), str):
                 scope.reserved.add(item["name"])
 
-    def auto_name(self, scope: Scope, stem: str) -> str:
+    def next_name(self, scope: Scope, stem: str) -> str:
+        """The name of a member nobody named: the next number in a numbered scope (as
+        nn.Sequential), else its kind and a counter (conv1, conv2, relu6_1)."""
+        if scope.numbered:
+            number = scope.counters.get(NUMBER, 0)
+            scope.counters[NUMBER] = number + 1
+            return str(number)
         n = scope.counters.get(stem, 0)
         separator = "_" if stem[-1:].isdigit() else ""  # relu6_1, not relu61
         while True:
@@ -118,26 +159,44 @@ class Expander:
                 scope.counters[stem] = n
                 return candidate
 
-    def claim(self, scope: Scope, item: dict | None, stem: str, path: Path) -> str | None:
-        """Pick the local name of a new layer or block; None (with an error) on a duplicate."""
-        explicit = item.get("name") if item else None
-        local = explicit if isinstance(explicit, str) else self.auto_name(scope, stem)
+    def claim(self, scope: Scope, path: Path, stem: str, name: Any = None, *,
+              fixed: bool = False, name_path: Path | None = None) -> str | None:
+        """Pick the local name of a new layer or block (None, with an error, if it cannot have
+        one). `name` is the user's (the item's `name:`, a branch or copy name) unless `fixed`
+        (a name the compiler gives: add, shortcut, a copy's index), which numbering overrides."""
+        name_path = path + ("name",) if name_path is None else name_path
+        if scope.numbered:
+            local = self.next_name(scope, stem)
+            if isinstance(name, str) and not fixed:
+                # reported, and the number kept: the members after it keep their numbers
+                self.error(name_path, f"'{name}' names a member of a numbered sequential",
+                           scope=scope, hint=f"remove the name: members of a numbered sequential"
+                           f" are named by position (this one is '{scope.full(local)}'); or "
+                           "remove 'numbered: true' to name them")
+            return local
+        local = name if isinstance(name, str) else self.next_name(scope, stem)
         if local in scope.names:
             first = self.source.position(scope.name_paths[local])
-            self.error(path + ("name",), f"name '{local}' is already used in this scope",
-                       at_key=False, hint="give the layer another name", scope=scope,
+            inline = self.inline_names.get(scope.full(local)) or scope.inline
+            self.error(name_path, f"name '{local}' is already used in this scope", scope=scope,
+                       hint=f"give the layer another name (inline block '{inline}' puts its "
+                            "layers' names in the enclosing scope; or remove 'inline: true')"
+                       if inline else "give the layer another name",
                        notes=[f"first used at line {first[0]}"] if first else [])
             return None
-        if local == INPUT and not scope.prefix:
-            self.error(path + ("name",), "'input' is reserved for the network input",
-                       hint="choose another name", scope=scope)
+        if local == INPUT:
+            self.error(name_path, "'input' is reserved for the network input" if not scope.prefix
+                       else "'input' is reserved for the block's own input", scope=scope,
+                       hint="choose another name")
             return None
         reason = reserved_reason(local)
         if reason is not None:
-            self.error(path + ("name",), f"{reason}: it cannot name a layer or block", scope=scope,
+            self.error(name_path, f"{reason}: it cannot name a layer or block", scope=scope,
                        hint=f"choose another name, e.g. {local.strip('_') or 'layer'}1 (the name "
                             "becomes an attribute of the compiled PyTorch module)")
             return None
+        if scope.inline:
+            self.inline_names[scope.full(local)] = scope.inline
         return local
 
     def resolve(self, scope: Scope, ref: Any, path: Path, own: str | None = None) -> str | None:
@@ -147,8 +206,8 @@ class Expander:
         if not isinstance(ref, str):
             self.error(path, f"'from' must name a layer, got {ref!r}", scope=scope)
             return None
-        if ref == INPUT:
-            return INPUT
+        if ref == INPUT:  # inside a block: the block's own input
+            return scope.input
         first, *rest = ref.split(".")
         holder = scope
         while holder is not None and first not in holder.names:
@@ -226,10 +285,10 @@ class Expander:
         return later, failed
 
     # ---- building ----------------------------------------------------------------------
-    def add_node(self, scope: Scope, item: dict | None, cfg, inputs: list[str | None], path: Path,
-                 skip: tuple[int, ...] = (), stem: str | None = None) -> str | None:
+    def add_node(self, scope: Scope, cfg, inputs: list[str | None], path: Path, *,
+                 name: Any = None, fixed: bool = False, skip: tuple[int, ...] = ()) -> str | None:
         kind = REGISTRY[cfg.type]
-        local = self.claim(scope, item, stem or kind.base_name, path)
+        local = self.claim(scope, path, kind.base_name, name, fixed=fixed)
         if local is None:
             return None
         if len(self.nodes) >= MAX_NODES:
@@ -265,48 +324,105 @@ class Expander:
         for block in scope.blocks:
             block.members.append(name)
 
-    def open_block(self, scope: Scope, item: dict, kind: str, path: Path, stem: str
-                   ) -> Scope | None:
-        local = self.claim(scope, item, stem, path)
+    # ---- the composite protocol (archspec/frontend/composite.py documents it) -----------
+    def begin(self, use: Use, cfg) -> tuple[str | None, Scope | None]:
+        composite, start = COMPOSITES[cfg.type], self.use_input(use)
+        return start, self.open_use(use, composite.name, composite.stem, start,
+                                    numbered=getattr(cfg, "numbered", False),
+                                    inline=use.inline or cfg.inline)
+
+    def open_use(self, use: Use, kind: str, stem: str, start: str | None, *,
+                 numbered: bool = False, inline: bool = False) -> Scope | None:
+        """The scope of a block as used at `use` (None after a reported error)."""
+        item = use.item
+        frozen = use.frozen or item.get("trainable") is False
+        if inline:
+            if isinstance(item.get("name"), str) and use.name is None:
+                self.error(use.path + ("name",), "an inline block has no name of its own",
+                           scope=use.scope, hint="remove 'name' (its layers are named in the "
+                           "enclosing scope), or remove 'inline: true'")
+                return None
+            return self.open(use.scope, use.path, kind, stem, inline=True, numbered=numbered,
+                             values=use.values, input=start, frozen=frozen)
+        return self.open(use.scope, use.path, kind, use.stem or stem,
+                         name=use.name if use.name is not None else item.get("name"),
+                         fixed=use.fixed, numbered=numbered, values=use.values, input=start,
+                         frozen=frozen, title=use.title)
+
+    def open(self, outer: Scope, path: Path, kind: str, stem: str, *, name: Any = None,
+             fixed: bool = False, name_path: Path | None = None, numbered: bool = False,
+             values: dict | None = None, input: str | None, frozen: bool = False,
+             inline: bool = False, title: str | None = None) -> Scope | None:
+        values = dict(values or {})
+        frozen = outer.frozen or frozen
+        if inline:  # a view: names go to the enclosing scope; no block, no cluster
+            return Scope(prefix=outer.prefix, parent=outer, names=outer.names,
+                         name_paths=outer.name_paths, counters=outer.counters,
+                         reserved=outer.reserved, seen=outer.seen, frozen=frozen,
+                         context=list(outer.context), blocks=outer.blocks, values=values,
+                         input=input, numbered=outer.numbered, inline=kind)
+        local = self.claim(outer, path, stem, name, fixed=fixed, name_path=name_path)
         if local is None:
             return None
-        full = self.unique(scope.full(local))
-        parent = ".".join(scope.prefix) or None
-        block = self.blocks[full] = Block(name=full, kind=kind, path=path, parent=parent)
-        scope.names[local] = full  # resolved to the output node when the block closes
-        scope.name_paths[local] = path
-        inner = Scope(prefix=scope.prefix + (local,), parent=scope,
-                      frozen=scope.frozen or item.get("trainable") is False,
-                      context=list(scope.context), blocks=scope.blocks + (block,))
+        full = self.unique(outer.full(local))
+        parent = ".".join(outer.prefix) or None
+        block = self.blocks[full] = Block(name=full, kind=kind, path=path, parent=parent,
+                                          title=title)
+        outer.names[local] = full  # resolved to the output node when the block closes
+        outer.name_paths[local] = path
+        inner = Scope(prefix=outer.prefix + (local,), parent=outer, frozen=frozen,
+                      context=list(outer.context), blocks=outer.blocks + (block,),
+                      values=values, input=input, numbered=numbered)
         self.scopes[full] = inner
         return inner
 
-    def close_block(self, outer: Scope, inner: Scope, output: str | None) -> str | None:
+    def close(self, outer: Scope, inner: Scope, output: str | None) -> str | None:
+        if inner.inline:
+            return output
         full = ".".join(inner.prefix)
         self.blocks[full].output = output
         outer.names[inner.prefix[-1]] = output if output is not None else full
         return output
 
-    def enter_block(self, composite, scope: Scope, item: dict, path: Path, current: str | None):
-        """A composite's prologue: its input, and its new scope (None after a reported error)."""
-        start = self.block_input(scope, item, path, current)
-        return start, self.open_block(scope, item, composite.name, path, composite.stem)
+    def insert(self, scope: Scope, kind_name: str, fields: dict, inputs: list[str | None],
+               path: Path, *, name: str | None = None, skip: tuple[int, ...] = ()) -> str | None:
+        cfg = REGISTRY[kind_name].Config.model_validate(dict(fields, type=kind_name))
+        return self.add_node(scope, cfg, inputs, path, name=name, fixed=True, skip=skip)
 
-    def block_input(self, scope: Scope, item: dict, path: Path, current: str | None):
+    def size(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def stopped(self) -> bool:
+        return self.too_big
+
+    def room_for(self, copies: int, per_copy: int, path: Path, scope: Scope) -> bool:
+        """After a repeat's first copy: refuse at once one whose copies would pass the node
+        limit (rather than building 100,000 layers first)."""
+        total = len(self.nodes) + per_copy * (copies - 1)
+        if total <= MAX_NODES:
+            return True
+        self.error(path + ("times",), f"this repeat expands to {total:,} layers ({copies:,} "
+                   f"copies of {per_copy:,}), more than the limit of {MAX_NODES:,}", scope=scope,
+                   hint="reduce 'times' here or in the repeats inside it")
+        self.too_big = True
+        return False
+
+    def use_input(self, use: Use) -> str | None:
+        item, scope = use.item, use.scope
         if "from" in item:
             ref = item["from"]
             if isinstance(ref, list):
                 if len(ref) != 1:
-                    self.error(path + ("from",), "a block takes a single input",
+                    self.error(use.path + ("from",), "a block takes a single input",
                                hint="merge the inputs first (concat/add)", scope=scope)
                     return None
                 ref = ref[0]
-            return self.resolve(scope, ref, path + ("from",), own=item.get("name"))
-        return current
+            return self.resolve(scope, ref, use.path + ("from",), own=item.get("name"))
+        return use.current
 
     # ---- the walk ----------------------------------------------------------------------
-    def expand_items(self, items: Any, path: Path, scope: Scope, current: str | None
-                     ) -> str | None:
+    def expand(self, items: Any, path: Path, scope: Scope, current: str | None) -> str | None:
         if not isinstance(items, list) or not items:
             self.error(path, "expected a non-empty list of layers", scope=scope,
                        hint="write layers as a YAML list: '- {type: conv, ...}' or '- relu'")
@@ -320,7 +436,10 @@ class Expander:
                 scope.seen.add(item["name"])
         return current
 
-    def expand_item(self, item: Any, path: Path, scope: Scope, current: str | None) -> str | None:
+    def expand_item(self, item: Any, path: Path, scope: Scope, current: str | None, *,
+                    name: str | None = None, values: dict | None = None) -> str | None:
+        """One item of a layer list. A composite may give a block item its name and variables
+        (a repeat copy that is a single block is named by its index)."""
         if isinstance(item, str):  # one mapping per short form, so its validation is done once
             item = self.short_forms.setdefault(item, {"type": item})
         if not isinstance(item, dict):
@@ -334,18 +453,8 @@ class Expander:
             return None
         type_path = path + ("type",) if "type" in item else path
         if kind_name in self.user_blocks or kind_name in COMPOSITES:
-            if self.depth >= MAX_NESTING:
-                # expansion recurses once per level: refuse before Python's stack runs out
-                self.error(type_path, f"blocks are nested more than {MAX_NESTING} levels deep",
-                           hint="a chain of blocks using blocks this long is almost certainly a "
-                                "mistake; flatten it", notes=scope.context[:1] + scope.context[-1:])
-                self.too_big = True
-                return None
-            self.depth += 1
-            try:
-                return self.expand_block(kind_name, item, path, scope, current)
-            finally:
-                self.depth -= 1
+            return self.expand_block(kind_name, Use(item, path, scope, current, name=name,
+                                                    values=values or {}, fixed=name is not None))
         if kind_name in REGISTRY:
             return self.expand_layer(item, path, scope, current)
         choices = list(REGISTRY) + list(COMPOSITES) + list(self.user_blocks)
@@ -359,14 +468,29 @@ class Expander:
                    "run 'archspec types' for the list of layer types", scope=scope)
         return None
 
-    def expand_block(self, kind_name: str, item: dict, path: Path, scope: Scope,
-                     current: str | None) -> str | None:
+    def expand_block(self, kind_name: str, use: Use) -> str | None:
+        if self.depth >= MAX_NESTING:
+            # expansion recurses once per level: refuse before Python's stack runs out
+            type_path = use.path + ("type",) if "type" in use.item else use.path
+            self.error(type_path, f"blocks are nested more than {MAX_NESTING} levels deep",
+                       hint="a chain of blocks using blocks this long is almost certainly a "
+                            "mistake; flatten it",
+                       notes=use.scope.context[:1] + use.scope.context[-1:])
+            self.too_big = True
+            return None
+        self.depth += 1
+        try:
+            return self.expand_kind(kind_name, use)
+        finally:
+            self.depth -= 1
+
+    def expand_kind(self, kind_name: str, use: Use) -> str | None:
         if kind_name in self.user_blocks:
-            return self.expand_user_block(kind_name, item, path, scope, current)
-        cfg = self.validate(COMPOSITES[kind_name].Config, item, path, scope)
+            return self.expand_user_block(kind_name, use)
+        cfg = self.validate(COMPOSITES[kind_name].Config, use.item, use.path, use.scope)
         if cfg is None:
             return None
-        return COMPOSITES[kind_name].expand(self, cfg, item, path, scope, current)
+        return COMPOSITES[kind_name].expand(self, cfg, use)
 
     def expand_layer(self, item: dict, path: Path, scope: Scope, current: str | None):
         kind = REGISTRY[item["type"]]
@@ -392,16 +516,19 @@ class Expander:
                        hint="list its inputs: from: [a, b]" if kind.min_inputs > 1 else
                        "give a single name in 'from'")
             return None
-        name = self.add_node(scope, item, cfg, inputs, path)
+        name = self.add_node(scope, cfg, inputs, path, name=item.get("name"))
         activation = cfg.activation if isinstance(cfg, ActivationField) else None
         if activation is not None and name is not None:
-            out = self.add_activation(scope, activation, name, path + ("activation",))
-            if out is not None:  # the layer's name means its output as written: activated
+            out = self.activate(scope, activation, name, path + ("activation",))
+            if out is not None and not scope.numbered:
+                # the layer's name means its output as written: activated
                 scope.names[name.rsplit(".", 1)[-1]] = out
             return out
         return name
 
-    def add_activation(self, scope: Scope, activation: str, source: str | None, path: Path):
+    def activate(self, scope: Scope, activation: str, source: str | None, path: Path):
+        """The node an `activation:` field adds after `source` (in a numbered scope it takes
+        the next number, as nn.Sequential's ReLU does)."""
         kind = REGISTRY.get(activation)
         if kind is None or kind.family != "activation":
             choices = [k for k, v in REGISTRY.items() if v.family == "activation"]
@@ -415,7 +542,7 @@ class Expander:
                        f"activation: takes one of {', '.join(choices)}")
             return None
         cfg = kind.Config.model_validate({"type": activation})
-        return self.add_node(scope, None, cfg, [source], path)
+        return self.add_node(scope, cfg, [source], path)
 
     def validate(self, config_cls, item: dict, path: Path, scope: Scope):
         """The item's config, or None after reporting why it is invalid. A repeat's copies
@@ -452,11 +579,7 @@ class Expander:
         if not isinstance(kind, str) or (kind not in REGISTRY and kind not in COMPOSITES):
             return None
         stem = REGISTRY[kind].base_name if kind in REGISTRY else COMPOSITES[kind].stem
-        return scope.full(self.auto_name(scope, stem))
-
-    def validate_merge(self, kind_name: str, fields: dict):
-        """Config for a node the compiler itself inserts (merge, projection, separable parts)."""
-        return REGISTRY[kind_name].Config.model_validate(dict(fields, type=kind_name))
+        return scope.full(self.next_name(scope, stem))
 
     def report_validation(self, config_cls, item, path, scope, group: list[dict],
                           layer: str | None = None) -> None:
@@ -510,15 +633,15 @@ class Expander:
                        hint=value_hint(info, field_name, value_at(item, sub)))
 
     # ---- user-defined blocks -----------------------------------------------------------
-    def expand_user_block(self, block_name: str, item: dict, path: Path, scope: Scope,
-                          current: str | None):
+    def expand_user_block(self, block_name: str, use: Use):
+        item, path, scope = use.item, use.path, use.scope
         definition = self.user_blocks[block_name]
         def_path = self.blocks_path + (block_name,)
         if block_name in self.instantiating:
             self.error(path + ("type",), f"block '{block_name}' uses itself", scope=scope,
                        hint="a block cannot contain itself, directly or through another block")
             return None
-        common = {k: item[k] for k in ("type", "name", "from", "trainable") if k in item}
+        common = {k: item[k] for k in BLOCK_USE_FIELDS if k in item}
         if self.validate(BlockUse, common, path, scope) is None:
             return None
         declared = definition.get("params") or {}
@@ -549,42 +672,42 @@ class Expander:
                        hint=exc.hint or "write '$name' or integer arithmetic such as '$width * 2'",
                        notes=[f"in block '{block_name}' used at line {where[0]}"] if where else [])
             return None
-        start = self.block_input(scope, item, path, current)
+        start = self.use_input(use)
         where = self.source.position(path)
         context = f"in block '{block_name}' used at line {where[0]}" if where else \
             f"in block '{block_name}'"
+        inline = use.inline or item.get("inline") is True
         self.instantiating.append(block_name)
         try:
             if _single_unnamed_block(layers, self.user_blocks):
                 # The body is one composite (e.g. a residual): it takes this instance's scope,
                 # so names read layer1.0.conv1 rather than layer1.0.res1.conv1.
-                inlined = dict(layers[0], name=item.get("name"))
-                if item.get("trainable") is False:  # freezing the instance freezes its body
-                    inlined["trainable"] = False
-                if inlined["name"] is None:
-                    inlined["name"] = self.auto_name(scope, block_name)
+                body = Use(layers[0], def_path + ("layers", 0), scope, start,
+                           name=use.name if use.name is not None else item.get("name"),
+                           fixed=use.fixed, stem=block_name, values=use.values, inline=inline,
+                           frozen=use.frozen or item.get("trainable") is False, title=block_name)
                 scope.context.append(context)
                 try:
-                    out = self.expand_item(inlined, def_path + ("layers", 0), scope, start)
+                    return self.expand_block(layers[0]["type"], body)
                 finally:
                     scope.context.pop()
-                block = self.blocks.get(scope.full(inlined["name"]))
-                if block is not None:
-                    block.title = block_name
-                return out
-            inner = self.open_block(scope, item, block_name, path, block_name)
+            inner = self.open_use(use, block_name, block_name, start, inline=inline)
             if inner is None:
                 return None
             inner.context.append(context)
-            out = self.expand_items(layers, def_path + ("layers",), inner, start)
+            out = self.expand(layers, def_path + ("layers",), inner, start)
         finally:
             self.instantiating.pop()
-        return self.close_block(scope, inner, out)
+        return self.close(scope, inner, out)
 
 
 class BlockUse(LayerConfig):
     """The fields a user-defined block's instance takes besides the block's parameters."""
     type: str
+    inline: bool = Field(False, description=INLINE_DOC)
+
+
+BLOCK_USE_FIELDS = tuple(f.alias or n for n, f in BlockUse.model_fields.items())
 
 
 def _single_unnamed_block(layers: Any, user_blocks: dict) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from ..layers import COMPOSITES, REGISTRY
+from ..layers.base import INLINE_DOC
 from .document import BLOCK_NAME, SpecDocument
 from .messages import canonical_type_name
 
@@ -123,6 +124,7 @@ def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dic
             "from": {"anyOf": [{"type": "string"},
                                {"type": "array", "items": {"type": "string"}}]},
             "trainable": {"type": "boolean"},
+            "inline": {"type": "boolean", "description": INLINE_DOC},
         },
         "additionalProperties": True,
     }

@@ -147,6 +147,8 @@ class LayerKind:
 
 
 REGISTRY: dict[str, LayerKind] = {}
+INLINE_DOC = ("No scope of its own: its layers are named in the enclosing scope (no cluster in "
+              "the diagram); numbering of a numbered sequential continues through them.")
 COMPOSITES: dict[str, Any] = {}  # block kinds that expand into several nodes (layers/blocks.py)
 
 

@@ -1,25 +1,35 @@
 """Composite blocks: they expand into several nodes inside a named scope (a diagram cluster).
 
-Each kind has a config schema and an ``expand`` that drives the Expander (archspec.frontend.expand).
-Nested layer lists are typed ``list[Any]`` here and validated item by item during expansion,
+Each kind has a config schema and an ``expand(host, cfg, use)`` that drives expansion through
+the composite protocol only (archspec/frontend/composite.py: Host, Use). Nested layer lists are typed ``list[Any]`` here and validated item by item during expansion,
 so every error keeps its own location; the JSON Schema links them to the layer union.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import DIM_DOC, LayerConfig, Size, register_composite
+from .base import DIM_DOC, INLINE_DOC, LayerConfig, Size, register_composite
 from .conv import Padding
+
+if TYPE_CHECKING:
+    from ..frontend.composite import Host, Use
 
 NESTED = {"archspec_nested": "layers"}          # a list of layers
 NESTED_LISTS = {"archspec_nested": "branches"}  # a list of lists of layers
 
 
-class SequentialConfig(LayerConfig):
+class CompositeConfig(LayerConfig):
+    inline: bool = Field(False, description=INLINE_DOC)
+
+
+class SequentialConfig(CompositeConfig):
     type: Literal["sequential"]
     layers: list[Any] = Field(json_schema_extra=NESTED, description="The layers, in order.")
+    numbered: bool = Field(False, description="Name the members 0, 1, 2, ... as nn.Sequential "
+                           "does (activations and inline blocks' layers included; a nested "
+                           "block takes one number); explicit names are then an error.")
 
 
 @register_composite
@@ -29,17 +39,20 @@ class Sequential:
     Config = SequentialConfig
     stem = "seq"
 
-    def expand(self, ex, cfg, item, path, scope, current):
-        start, inner = ex.enter_block(self, scope, item, path, current)
+    def expand(self, host: Host, cfg, use: Use):
+        start, inner = host.begin(use, cfg)
         if inner is None:
             return None
-        return ex.close_block(scope, inner, ex.expand_items(cfg.layers, path + ("layers",), inner,
-                                                           start))
+        return host.close(use.scope, inner, host.expand(cfg.layers, use.path + ("layers",),
+                                                        inner, start))
 
 
-class RepeatConfig(LayerConfig):
+class RepeatConfig(CompositeConfig):
     type: Literal["repeat"]
     times: PositiveInt = Field(le=10_000, description="How many copies, named 0, 1, ...")
+    index: str = Field("i", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                       description="The variable holding the copy's number (0, 1, ...) in "
+                                   "expressions inside the copy ($i).")
     layers: list[Any] = Field(json_schema_extra=NESTED,
                               description="One copy's layers; a single block is inlined.")
 
@@ -51,52 +64,40 @@ class Repeat:
     Config = RepeatConfig
     stem = "repeat"
 
-    def expand(self, ex, cfg, item, path, scope, current):
-        start, outer = ex.enter_block(self, scope, item, path, current)
+    def expand(self, host: Host, cfg, use: Use):
+        start, outer = host.begin(use, cfg)
         if outer is None:
             return None
-        layers = cfg.layers
-        single = len(layers) == 1 and isinstance(layers[0], dict) and "name" not in layers[0]
-        before = len(ex.nodes)
+        layers, path = cfg.layers, use.path
+        single = len(layers) == 1 and isinstance(layers[0], dict) and "name" not in layers[0] \
+            and not _is_primitive(layers[0])
+        before = host.size()
         for i in range(cfg.times):
-            if i == 1 and not _copies_fit(ex, cfg, len(ex.nodes) - before, path, scope):
+            if i == 1 and not host.room_for(cfg.times, host.size() - before, path, use.scope):
                 return None
-            if single:  # the copy *is* the block: name it i
-                copy = dict(layers[0], name=str(i)) if not _is_primitive(ex, layers[0]) else None
-                if copy is not None:
-                    start = ex.expand_item(copy, path + ("layers", 0), outer, start)
-                    continue
-            inner = ex.open_block(outer, {"name": str(i)}, "sequential", path, "")
-            if inner is None:
-                return None
-            start = ex.close_block(outer, inner,
-                                   ex.expand_items(layers, path + ("layers",), inner, start))
-            if ex.too_big:
+            values = {cfg.index: i}
+            if single:  # the copy *is* the block: named i (inline: named as any block there)
+                start = host.expand_item(layers[0], path + ("layers", 0), outer, start,
+                                         name=None if cfg.inline else str(i), values=values)
+            else:
+                inner = host.open(outer, path, "sequential", "", name=str(i), fixed=True,
+                                  values=values, input=start, inline=cfg.inline)
+                if inner is None:
+                    return None
+                start = host.close(outer, inner, host.expand(layers, path + ("layers",), inner,
+                                                             start))
+            if host.stopped:
                 break
-        return ex.close_block(scope, outer, start)
+        return host.close(use.scope, outer, start)
 
 
-def _copies_fit(ex, cfg, per_copy: int, path, scope) -> bool:
-    """After the first copy: refuse at once a repeat whose copies would pass the node limit
-    (rather than building 100,000 layers first)."""
-    from ..frontend.expand import MAX_NODES
-    total = len(ex.nodes) + per_copy * (cfg.times - 1)
-    if total <= MAX_NODES:
-        return True
-    ex.error(path + ("times",), f"this repeat expands to {total:,} layers ({cfg.times:,} copies "
-             f"of {per_copy:,}), more than the limit of {MAX_NODES:,}", scope=scope,
-             hint="reduce 'times' here or in the repeats inside it")
-    ex.too_big = True
-    return False
-
-
-def _is_primitive(ex, item: dict) -> bool:
+def _is_primitive(item: dict) -> bool:
     from .base import REGISTRY
     kind = item.get("type")
     return isinstance(kind, str) and kind in REGISTRY
 
 
-class BranchesConfig(LayerConfig):
+class BranchesConfig(CompositeConfig):
     type: Literal["branches"]
     branches: list[list[Any]] = Field(min_length=1, json_schema_extra=NESTED_LISTS,
                                       description="Parallel paths, each a list of layers.")
@@ -112,22 +113,22 @@ class _Branches:
     """Split-transform-merge: each branch reads the block input; outputs are merged."""
     stem = "branches"
 
-    def expand(self, ex, cfg, item, path, scope, current):
-        start, inner = ex.enter_block(self, scope, item, path, current)
+    def expand(self, host: Host, cfg, use: Use):
+        start, inner = host.begin(use, cfg)
         if inner is None:
             return None
-        outs = []
+        outs, path = [], use.path
         for i, branch in enumerate(cfg.branches):
-            b_item = {"name": f"branch{i + 1}"}
-            b_scope = ex.open_block(inner, b_item, "branch", path + ("branches", i), "branch")
+            b_scope = host.open(inner, path + ("branches", i), "branch", "branch",
+                                name=f"branch{i + 1}", fixed=True, input=start)
             if b_scope is None:
                 return None
-            outs.append(ex.close_block(inner, b_scope, ex.expand_items(
+            outs.append(host.close(inner, b_scope, host.expand(
                 branch, path + ("branches", i), b_scope, start)))
-        merge = ex.validate_merge(cfg.merge, {"dim": cfg.dim} if cfg.merge == "concat" else {})
-        out = ex.add_node(inner, {"name": cfg.merge}, merge, outs, path) if len(outs) > 1 \
-            else outs[0]
-        return ex.close_block(scope, inner, out)
+        fields = {"dim": cfg.dim} if cfg.merge == "concat" else {}
+        out = host.insert(inner, cfg.merge, fields, outs, path, name=cfg.merge) \
+            if len(outs) > 1 else outs[0]
+        return host.close(use.scope, inner, out)
 
 
 @register_composite
@@ -143,7 +144,7 @@ class Inception(_Branches):
     stem = "inception"
 
 
-class ResidualConfig(LayerConfig):
+class ResidualConfig(CompositeConfig):
     type: Literal["residual"]
     layers: list[Any] = Field(json_schema_extra=NESTED, description="The body.")
     shortcut: Literal["identity", "projection"] | list[Any] = Field(
@@ -159,33 +160,32 @@ class Residual:
     Config = ResidualConfig
     stem = "res"
 
-    def expand(self, ex, cfg, item, path, scope, current):
-        start, inner = ex.enter_block(self, scope, item, path, current)
+    def expand(self, host: Host, cfg, use: Use):
+        start, inner = host.begin(use, cfg)
         if inner is None:
             return None
-        body = ex.expand_items(cfg.layers, path + ("layers",), inner, start)
+        path = use.path
+        body = host.expand(cfg.layers, path + ("layers",), inner, start)
         if isinstance(cfg.shortcut, list):
-            s_scope = ex.open_block(inner, {"name": "shortcut"}, "shortcut",
-                                    path + ("shortcut",), "")
+            s_scope = host.open(inner, path + ("shortcut",), "shortcut", "", name="shortcut",
+                                fixed=True, input=start)
             if s_scope is None:
                 return None
-            skip = ex.close_block(inner, s_scope, ex.expand_items(
+            skip = host.close(inner, s_scope, host.expand(
                 cfg.shortcut, path + ("shortcut",), s_scope, start))
         elif cfg.shortcut == "projection":
-            proj = ex.validate_merge("projection", {})
-            skip = ex.add_node(inner, {"name": "shortcut"}, proj, [start, body],
-                               path + ("shortcut",), skip=(0,))
+            skip = host.insert(inner, "projection", {}, [start, body], path + ("shortcut",),
+                               name="shortcut", skip=(0,))
         else:
             skip = start
-        add = ex.add_node(inner, {"name": "add"}, ex.validate_merge("add", {}), [body, skip],
-                          path, skip=(1,) if cfg.shortcut == "identity" else ())
-        out = add
-        if cfg.activation is not None and add is not None:
-            out = ex.add_activation(inner, cfg.activation, add, path + ("activation",))
-        return ex.close_block(scope, inner, out)
+        out = host.insert(inner, "add", {}, [body, skip], path, name="add",
+                          skip=(1,) if cfg.shortcut == "identity" else ())
+        if cfg.activation is not None and out is not None:
+            out = host.activate(inner, cfg.activation, out, path + ("activation",))
+        return host.close(use.scope, inner, out)
 
 
-class SeparableConvConfig(LayerConfig):
+class SeparableConvConfig(CompositeConfig):
     type: Literal["separable_conv"]
     out_channels: Size
     kernel_size: Size | list[Size]
@@ -204,18 +204,18 @@ class SeparableConv:
     Config = SeparableConvConfig
     stem = "sepconv"
 
-    def expand(self, ex, cfg, item, path, scope, current):
-        start, inner = ex.enter_block(self, scope, item, path, current)
+    def expand(self, host: Host, cfg, use: Use):
+        start, inner = host.begin(use, cfg)
         if inner is None:
             return None
-        common = {"bias": cfg.bias, "trainable": cfg.trainable}
-        depthwise = ex.validate_merge("depthwise_conv", dict(
+        common, path = {"bias": cfg.bias, "trainable": cfg.trainable}, use.path
+        mid = host.insert(inner, "depthwise_conv", dict(
             common, name="depthwise", kernel_size=cfg.kernel_size, stride=cfg.stride,
-            padding=cfg.padding, dilation=cfg.dilation, depth_multiplier=cfg.depth_multiplier))
-        mid = ex.add_node(inner, {"name": "depthwise"}, depthwise, [start], path)
-        pointwise = ex.validate_merge("conv", dict(common, name="pointwise", kernel_size=1,
-                                                   out_channels=cfg.out_channels))
-        out = ex.add_node(inner, {"name": "pointwise"}, pointwise, [mid], path)
+            padding=cfg.padding, dilation=cfg.dilation, depth_multiplier=cfg.depth_multiplier),
+            [start], path, name="depthwise")
+        out = host.insert(inner, "conv", dict(common, name="pointwise", kernel_size=1,
+                                              out_channels=cfg.out_channels),
+                          [mid], path, name="pointwise")
         if cfg.activation is not None and out is not None:
-            out = ex.add_activation(inner, cfg.activation, out, path + ("activation",))
-        return ex.close_block(scope, inner, out)
+            out = host.activate(inner, cfg.activation, out, path + ("activation",))
+        return host.close(use.scope, inner, out)
