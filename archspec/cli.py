@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from .backends.report import PIPED_WIDTH
 from .errors import MAX_SHOWN, ArchspecError, Diagnostic, InternalError, SpecError
@@ -25,10 +24,42 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 DEFAULT = Limits()
 
 
-def make_console(stderr: bool = False) -> Console:
+class PlainConsole:
+    """What the commands use of rich's Console, for output that takes no styles (a pipe or a
+    file, as rich itself decides below): importing rich would cost a sixth of `check`."""
+    color_system = None
+
+    def __init__(self, stderr: bool, width: int):
+        self.stderr, self.width = stderr, width
+
+    @property
+    def file(self):
+        return sys.stderr if self.stderr else sys.stdout
+
+    def print(self, text: object = "", **_style) -> None:
+        self.file.write(f"{text}\n")
+
+
+def styles_possible(stream) -> bool:
+    """rich's own test for a terminal (Console.is_terminal): its variables, else isatty."""
+    if os.environ.get("TTY_COMPATIBLE", "") in ("0", "1"):
+        return os.environ["TTY_COMPATIBLE"] == "1"
+    if "FORCE_COLOR" in os.environ:
+        return os.environ["FORCE_COLOR"] != ""
+    try:
+        return stream.isatty()
+    except ValueError:  # a closed stream
+        return False
+
+
+def make_console(stderr: bool = False):
     """The terminal's width (or $COLUMNS); wide when piped, so logs and files keep long lines."""
     stream = sys.stderr if stderr else sys.stdout
-    wide = not stream.isatty() and not os.environ.get("COLUMNS", "").isdigit()
+    columns = os.environ.get("COLUMNS", "")
+    if not styles_possible(stream):
+        return PlainConsole(stderr, int(columns) if columns.isdigit() else PIPED_WIDTH)
+    from rich.console import Console
+    wide = not stream.isatty() and not columns.isdigit()
     return Console(stderr=stderr, width=PIPED_WIDTH if wide else None)
 
 
@@ -59,7 +90,7 @@ def read_lines(file: str | None) -> list[str] | None:
     return None
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], err: Console, omitted: int = 0,
+def print_diagnostics(diagnostics: list[Diagnostic], err, omitted: int = 0,
                       severity: str = "error") -> None:
     """The first MAX_SHOWN diagnostics with their source lines (each file read once), then
     how many there are."""

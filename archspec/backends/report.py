@@ -114,14 +114,14 @@ def report_lines(analysis: Analysis, width: int, *, partial: bool = False) -> li
 
 def print_report(analysis: Analysis, console: Console, *, partial: bool = False) -> None:
     """Styled lines go through rich; the plain ones (nearly all) are written straight to the
-    stream, since rich costs about 12 us a line."""
-    from rich.text import Text
+    stream, since rich costs about 12 us a line (and is imported only for styles)."""
     styled = console.color_system is not None
     plain: list[str] = []
     for line in report_lines(analysis, console.width, partial=partial):
         if styled and line.style:
             console.file.write("".join(plain))
             plain.clear()
+            from rich.text import Text
             console.print(Text(line.text, style=line.style), soft_wrap=True)
         else:
             plain.append(line.text + "\n")
