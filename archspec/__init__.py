@@ -4,6 +4,7 @@
     net = archspec.loads(yaml_text)              # the same from YAML text
     report = archspec.analyze(net)               # shapes, params, MACs, receptive fields
     model = archspec.compile(net)                # a trainable torch.nn.Module
+    model = archspec.compile(net, state_dict="w.pt", skip=["fc"])  # pretrained, fresh head
     archspec.render(net, "vgg16.svg")            # a block diagram (graphviz)
     archspec.export(net, "vgg16.py", to="python")  # also to="onnx", to="torch-export"
 
@@ -18,7 +19,7 @@ from . import layers as _layers  # noqa: F401  (registers every layer kind)
 from .analysis import Analysis
 from .analysis import analyze as _analyze
 from .errors import (ArchspecError, CheckpointError, Diagnostic, FileError, InternalError,
-                     SpecError, TorchMissing)
+                     SpecError, TorchMissing, WeightsError)
 from .ir import Network
 from .frontend import Limits
 from .frontend import load as _load
@@ -26,7 +27,7 @@ from .frontend import loads as _loads
 
 __all__ = ["load", "loads", "analyze", "compile", "render", "export", "load_checkpoint", "save_checkpoint",
            "Analysis", "Network", "Diagnostic", "ArchspecError", "SpecError", "FileError",
-           "CheckpointError", "TorchMissing", "InternalError", "Limits"]
+           "CheckpointError", "WeightsError", "TorchMissing", "InternalError", "Limits"]
 __version__ = "0.1.0"
 
 
@@ -56,17 +57,33 @@ def analyze(spec: Network | str | os.PathLike, *, batch_size: int = 1,
 
 
 def compile(spec: Network | str | os.PathLike, *, device: Any = "cpu",
-            max_memory: int | None = None, max_param_bytes: int | None = None):
+            max_memory: int | None = None, max_param_bytes: int | None = None,
+            state_dict: Any = None, skip: tuple[str, ...] | list[str] = ()):
     """A torch.nn.Module (torch.fx.GraphModule) computing the spec, ready to train.
 
     device="meta" builds without allocating memory. Refuses (SpecError) a model whose
     parameters and buffers would not fit in memory unless max_memory allows it (max_param_bytes
-    is its older name). Raises TorchMissing when PyTorch is not installed."""
+    is its older name). Raises TorchMissing when PyTorch is not installed.
+
+    state_dict (a mapping of names to tensors, or the path of a file saved with torch.save,
+    read with weights_only=True) loads those weights strictly: WeightsError lists every missing,
+    unexpected and mis-shaped tensor at its layer's spec line. skip names layers or blocks
+    (state_dict prefixes, e.g. ["fc"]) left out of loading: they keep fresh weights and the
+    file's tensors for them are ignored. On device="meta" the weights are checked, not loaded."""
     from .backends import require_torch
     require_torch()
     from .backends.torch_backend import compile_network
     limit = max_memory if max_memory is not None else max_param_bytes
-    return compile_network(analyze(spec), device=device, max_memory=limit)
+    if skip and state_dict is None:
+        raise TypeError("skip= leaves layers out of loading weights: it needs state_dict=")
+    if isinstance(skip, str):
+        raise TypeError("skip= is a list of layer or block names, e.g. skip=['fc']")
+    analysis = analyze(spec)
+    model = compile_network(analysis, device=device, max_memory=limit)
+    if state_dict is not None:
+        from .backends.weights import load_weights
+        load_weights(model, analysis.network, state_dict, skip)
+    return model
 
 
 def render(spec: Analysis | Network | str | os.PathLike, output: str | os.PathLike | None = None, **options):
@@ -76,17 +93,20 @@ def render(spec: Analysis | Network | str | os.PathLike, output: str | os.PathLi
 
 
 def export(spec: Network | str | os.PathLike, output: str | os.PathLike, *, to: str = "python",
-           max_memory: int | None = None) -> int:
+           max_memory: int | None = None, state_dict: Any = None,
+           skip: tuple[str, ...] | list[str] = ()) -> int:
     """Write the spec in a format that runs without archspec; returns the bytes written.
     to="python": standalone PyTorch source whose state_dict keys are compile()'s; "onnx": an ONNX
     model (needs the onnx extra); "torch-export": a torch.export program (.pt2). Raises SpecError
-    for a spec with errors, TorchMissing without PyTorch."""
+    for a spec with errors, TorchMissing without PyTorch. state_dict and skip load weights into
+    the ONNX or .pt2 model as compile() does (Python source holds none)."""
     from .backends import require_torch
     from .backends.export import export_analysis
     analysis = analyze(spec)
     require_torch()
     spec_file = None if isinstance(spec, Network) else os.fspath(spec)
-    return export_analysis(analysis, to, output, spec_file=spec_file, max_memory=max_memory)
+    return export_analysis(analysis, to, output, spec_file=spec_file, max_memory=max_memory,
+                           weights=state_dict, skip=skip)
 
 
 def save_checkpoint(model, path: str | os.PathLike) -> int:

@@ -195,6 +195,30 @@ class ByteSize(click.ParamType):
         return n
 
 
+def weights_options(func):
+    """--weights FILE and --skip NAME: load a state_dict into the compiled model (strictly, every
+    problem located at its layer), leaving the skipped layers' fresh weights."""
+    func = click.option("--skip", multiple=True, metavar="NAME",
+                        help="With --weights: leave this layer or block (a state_dict prefix, "
+                             "e.g. fc) out of loading; it keeps fresh weights. Repeatable.")(func)
+    return click.option("--weights", metavar="FILE", default=None,
+                        help="Load this state_dict (saved with torch.save; read with "
+                             "weights_only=True, no code runs) into the model.")(func)
+
+
+def check_skip_needs_weights(weights, skip) -> None:
+    if skip and weights is None:
+        raise click.UsageError("--skip leaves layers out of loading weights: it needs --weights")
+
+
+def load_weights_into(model, analysis, weights, skip) -> dict[str, int] | None:
+    """The weights file loaded into the model (WeightsError: nothing loaded), if one is given."""
+    if weights is None:
+        return None
+    from .backends.weights import load_weights
+    return load_weights(model, analysis.network, weights, skip)
+
+
 def memory_option(what: str):
     return click.option("--max-memory", type=ByteSize(), default=None,
                         help=f"{what} (bytes, or 500MB, 2GiB; default: the memory available).")
@@ -278,28 +302,38 @@ def check(specs, as_json, batch_size, dtype, optimizer, max_bytes, max_depth, ma
 @memory_option("Refuse models whose parameters and buffers need more memory than this")
 @click.option("--max-param-bytes", type=click.IntRange(1), default=None, metavar="N",
               help="The same limit in bytes (the option's first name).")
+@weights_options
 @limit_options
-def build(spec, output, device, max_memory, max_param_bytes, max_bytes, max_depth, max_nodes):
-    """Compile SPEC to PyTorch and save a checkpoint (spec text + initial weights).
+def build(spec, output, device, max_memory, max_param_bytes, weights, skip, max_bytes, max_depth,
+          max_nodes):
+    """Compile SPEC to PyTorch and save a checkpoint (spec text + initial weights, or the
+    weights loaded with --weights).
 
     Load it back with archspec.load_checkpoint(FILE) or torch.load(FILE, weights_only=True).
-    The free disk space is checked before writing; the file is written atomically."""
+    The free disk space is checked before writing; the file is written atomically. With
+    --device meta, --weights is checked against the spec without allocating."""
+    check_skip_needs_weights(weights, skip)
     limit = min((m for m in (max_memory, max_param_bytes) if m is not None), default=None)
     with reported():
         require_torch()
         network = read_network(spec, make_limits(max_bytes, max_depth, max_nodes))
-        written, params = build_checkpoint(network, spec, output, device, limit)
+        written, params, loaded = build_checkpoint(network, spec, output, device, limit,
+                                                   weights, skip)
+    fresh = f" ({loaded['fresh']:,} left fresh: {', '.join(skip)})" if skip and loaded else ""
+    origin = "" if loaded is None else f", {loaded['loaded']:,} tensors {'checked against' if written is None else 'loaded from'} {weights}{fresh}"
     if written is None:
-        click.echo(f"built {network.name} on the meta device: {params:,} parameters "
+        click.echo(f"built {network.name} on the meta device: {params:,} parameters{origin} "
                    "(nothing saved)")
     else:
         click.echo(f"wrote {describe_output(output, written)}: {network.name}, {params:,} "
-                   "parameters (load with archspec.load_checkpoint)", file=status_stream(output))
+                   f"parameters{origin} (load with archspec.load_checkpoint)",
+                   file=status_stream(output))
 
 
-def build_checkpoint(network, spec: str, output: str, device: str, max_memory: int | None):
-    """(bytes written or None on the meta device, parameter count). Every refusal (output path,
-    disk space, memory) comes before the model is allocated."""
+def build_checkpoint(network, spec: str, output: str, device: str, max_memory: int | None,
+                     weights: str | None = None, skip=()):
+    """(bytes written or None on the meta device, parameter count, tensors loaded or None).
+    Every refusal (output path, disk space, memory) comes before the model is allocated."""
     from . import analyze
     from .backends.checkpoint import estimated_checkpoint_bytes, save_checkpoint
     from .backends.torch_backend import compile_network
@@ -312,8 +346,9 @@ def build_checkpoint(network, spec: str, output: str, device: str, max_memory: i
             check_space(output, os.path.dirname(target.path) or ".",
                         estimated_checkpoint_bytes(analysis))
     model = compile_network(analysis, device=device, max_memory=max_memory)
+    loaded = load_weights_into(model, analysis, weights, skip)
     params = sum(p.numel() for p in model.parameters())
-    return (None if device == "meta" else save_checkpoint(model, output)), params
+    return (None if device == "meta" else save_checkpoint(model, output)), params, loaded
 
 
 @main.command()
@@ -363,19 +398,22 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
 @click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True)
 @memory_option("Refuse runs whose parameters, buffers, input and layer outputs need more memory "
                "than this")
+@weights_options
 @limit_options
-def verify(spec, device, batch_size, max_memory, max_bytes, max_depth, max_nodes):
+def verify(spec, device, batch_size, max_memory, weights, skip, max_bytes, max_depth, max_nodes):
     """Compile SPEC, run it once, and compare every layer's output shape, parameters and buffers
     with the static analysis (forward hooks on every module). Exit 1 on any difference.
 
-    A run that would not fit in memory is refused before anything is allocated."""
+    A run that would not fit in memory is refused before anything is allocated. With
+    --weights, the model runs with those weights (loaded strictly, as build does)."""
     from .analysis import analyze
+    check_skip_needs_weights(weights, skip)
     with reported():
         require_torch()
         analysis = analyze(read_network(spec, make_limits(max_bytes, max_depth, max_nodes)))
         from .backends.verify import mismatches
         problems = mismatches(analysis, device=device, batch_size=batch_size,
-                              max_memory=max_memory)
+                              max_memory=max_memory, weights=weights, skip=skip)
     for line in problems:
         click.echo(f"mismatch: {line}", err=True)
     if problems:
@@ -410,18 +448,26 @@ def list_types():
               type=click.Choice(["python", "onnx", "torch-export"]),
               help="python: standalone PyTorch source (one nn.Module class); onnx: an ONNX "
                    "model; torch-export: a torch.export program (.pt2). The ONNX and .pt2 files "
-                   "hold freshly initialised weights, traced in eval mode with a dynamic batch.")
+                   "hold freshly initialised weights (or those of --weights), traced in eval "
+                   "mode with a dynamic batch.")
 @click.option("-o", "--output", required=True, metavar="FILE",
               help="File to write; - for standard output.")
 @memory_option("Refuse models whose parameters and buffers need more memory than this")
+@weights_options
 @limit_options
-def export_command(spec, target, output, max_memory, max_bytes, max_depth, max_nodes):
+def export_command(spec, target, output, max_memory, weights, skip, max_bytes, max_depth,
+                   max_nodes):
     """Export SPEC to a format that runs without archspec: Python source, ONNX or torch.export.
 
     A spec with errors is refused with the same located messages as 'archspec check'. The
     file is written atomically; the Python source loads the state_dict of archspec.compile."""
     from .analysis import analyze
     from .backends.export import export_analysis
+    check_skip_needs_weights(weights, skip)
+    if target == "python" and weights is not None:
+        raise click.UsageError("--weights goes into --to onnx or torch-export: Python source "
+                               "holds no weights (load the file into its module with "
+                               "load_state_dict)")
     with reported():
         refuse_overwrite(spec, output)
         from .fileio import output_target
@@ -431,7 +477,8 @@ def export_command(spec, target, output, max_memory, max_bytes, max_depth, max_n
         analysis = analyze(network)
         require_torch()
         written = export_analysis(analysis, target, output,
-                                  spec_file=None if spec == STDIO else spec, max_memory=max_memory)
+                                  spec_file=None if spec == STDIO else spec, max_memory=max_memory,
+                                  weights=weights, skip=skip)
     click.echo(f"wrote {describe_output(output, written)}: {network.name} as {target}",
                file=status_stream(output))
 

@@ -112,6 +112,11 @@ class SpecError(ArchspecError):
         return len(self.diagnostics) + self.omitted
 
 
+class WeightsError(SpecError):
+    """Weights (a state_dict) that do not fit the spec: every missing, unexpected, mis-shaped or
+    mis-typed tensor, each a Diagnostic at the spec line of its layer. Nothing was loaded."""
+
+
 class InternalError(Exception):
     """A bug in archspec itself, never the user's fault."""
 
@@ -137,4 +142,5 @@ class TorchMissing(ArchspecError):
 
 
 class CheckpointError(ArchspecError):
-    """A file that is not a loadable archspec checkpoint (damaged, foreign, or hostile)."""
+    """A file that is not a loadable archspec checkpoint or weights file (damaged, foreign, or
+    hostile: a pickle that would run code)."""

@@ -18,7 +18,6 @@ from .torch_backend import check_fits, compile_network, usable_device
 
 FORMAT = "archspec-checkpoint/1"
 ZIP = b"PK\x03\x04"  # torch.save's format is a zip archive
-HOSTILE = "not an archspec checkpoint, or it contains code; refusing to load it"
 MAKE_ONE = "make one with 'archspec build SPEC -o FILE' or archspec.save_checkpoint(model, FILE)"
 
 
@@ -80,24 +79,8 @@ def load_checkpoint(path: str | os.PathLike, *, device="cpu", max_memory: int | 
 
 def _read(path, name: str) -> tuple[str, dict]:
     """The spec text and state_dict of the file, read without running code."""
-    with open_input(path, "checkpoint") as handle:
-        magic = handle.read(4)
-        if not magic:
-            raise CheckpointError(f"'{name}' is empty, not an archspec checkpoint", MAKE_ONE)
-        if magic != ZIP:  # archspec writes torch's zip format only: a bare pickle is refused
-            raise CheckpointError(f"'{name}' is {HOSTILE}", MAKE_ONE)
-        handle.seek(0)
-        try:
-            with warnings.catch_warnings():  # torch's advice about pickle protocols is not the user's
-                warnings.simplefilter("ignore")
-                source, mmap = _mappable(handle)
-                data = torch.load(source, mmap=mmap, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(f"'{name}' is {HOSTILE}", MAKE_ONE) from exc
-        except Exception as exc:  # truncated, empty, or not a zip: torch's reader says many ways
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"'{name}' is damaged or not an archspec checkpoint ({first})",
-                                  MAKE_ONE) from exc
+    data = read_untrusted(path, name, "checkpoint", "an archspec checkpoint", MAKE_ONE,
+                          zip_only=True)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"'{name}' is not an archspec checkpoint (no '{FORMAT}' marker)",
                               MAKE_ONE)
@@ -110,6 +93,31 @@ def _read(path, name: str) -> tuple[str, dict]:
         raise CheckpointError(f"'{name}' has no weights (its 'state_dict' is not a mapping of "
                               "names to tensors)", MAKE_ONE)
     return spec, state
+
+
+def read_untrusted(path, name: str, what: str, kind: str, hint: str, *, zip_only: bool = False):
+    """What torch.save wrote in the file, read by torch.load(weights_only=True): tensors and
+    plain containers only, so no code in it runs. Every failure is a CheckpointError saying the
+    file is not `kind` ("an archspec checkpoint"); zip_only refuses torch's legacy (pre-1.6)
+    format, which archspec never writes."""
+    with open_input(path, what) as handle:
+        magic = handle.read(4)
+        if not magic:
+            raise CheckpointError(f"'{name}' is empty, not {kind}", hint)
+        hostile = f"'{name}' is not {kind}, or it contains code; refusing to load it"
+        if zip_only and magic != ZIP:  # a bare pickle is refused
+            raise CheckpointError(hostile, hint)
+        handle.seek(0)
+        try:
+            with warnings.catch_warnings():  # torch's advice about pickle protocols is not the user's
+                warnings.simplefilter("ignore")
+                source, mmap = _mappable(handle) if magic == ZIP else (handle, False)
+                return torch.load(source, mmap=mmap, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(hostile, hint) from exc
+        except Exception as exc:  # truncated, empty, or not a zip: torch's reader says many ways
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"'{name}' is damaged or not {kind} ({first})", hint) from exc
 
 
 def _mappable(handle) -> tuple:

@@ -6,15 +6,19 @@ import torch
 
 from ..analysis import Analysis
 from .torch_backend import check_fits, compile_network, usable_device
+from .weights import load_weights
 
 
 def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
-                   max_memory: int | None = None) -> dict[str, dict]:
+                   max_memory: int | None = None, weights=None, skip=()) -> dict[str, dict]:
     """Per layer name: {'output_shape', 'params', 'trainable_params', 'buffers'} as PyTorch sees
-    them. Refuses (SpecError, before allocating) a run whose weights and activations would not
-    fit in max_memory (default: the memory available)."""
+    them, the model running with `weights` (a state_dict or its file) if given. Refuses
+    (SpecError, before allocating) a run whose weights and activations would not fit in
+    max_memory (default: the memory available)."""
     check_fits(analysis, usable_device(device), max_memory, batch_size=batch_size)
     model = compile_network(analysis, device=device, max_memory=max_memory)
+    if weights is not None:
+        load_weights(model, analysis.network, weights, skip)
     model.eval()
     modules = dict(model.named_modules())
     seen: dict[str, dict] = {}

@@ -26,8 +26,8 @@ def exported_program(analysis: Analysis, *, model=None, max_memory: int | None =
 
 
 def save_exported_program(analysis: Analysis, output: str | os.PathLike, *,
-                          max_memory: int | None = None) -> int:
-    return save_program(exported_program(analysis, max_memory=max_memory), output)
+                          max_memory: int | None = None, model=None) -> int:
+    return save_program(exported_program(analysis, model=model, max_memory=max_memory), output)
 
 
 def save_program(program, output: str | os.PathLike) -> int:

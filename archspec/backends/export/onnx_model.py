@@ -33,14 +33,15 @@ def require_onnx() -> None:
 
 
 def save_onnx(analysis: Analysis, output: str | os.PathLike, *,
-              max_memory: int | None = None) -> int:
+              max_memory: int | None = None, model=None) -> int:
     require_onnx()
     if analysis.param_bytes >= PROTOBUF_LIMIT:
         raise SpecError(Diagnostic(
             f"the model's {human_bytes(analysis.param_bytes)} of parameters and buffers do not "
             "fit in one ONNX file (at most 2 GiB)", file=analysis.network.source.file, line=1,
             column=1, hint="export with --to torch-export or --to python instead"))
-    data = onnx_bytes(exported_program(analysis, max_memory=max_memory), analysis)
+    data = onnx_bytes(exported_program(analysis, model=model, max_memory=max_memory),
+                      analysis)
     return write_output(output, lambda f: f.write(data), size=len(data))
 
 
