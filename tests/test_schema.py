@@ -14,6 +14,7 @@ from archspec.cli import main
 from archspec.layers import COMPOSITES, REGISTRY
 from archspec.frontend.schema import spec_json_schema
 from archspec.frontend.yaml_loader import load_yaml, load_yaml_file
+from test_naming_rules import BASIC_BLOCKS, DENSE_BLOCK, INCEPTION, VGG_LIKE
 
 jsonschema = pytest.importorskip("jsonschema")
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
@@ -59,8 +60,14 @@ def test_nested_layer_lists_point_back_to_the_union(schema):
     assert schema["properties"]["layers"]["items"] == {"$ref": "#/$defs/layer"}
     seq = defs["SequentialConfig"]["properties"]["layers"]
     assert seq["items"] == {"$ref": "#/$defs/layer"}
-    branches = defs["BranchesConfig"]["properties"]["branches"]
-    assert branches["items"]["items"] == {"$ref": "#/$defs/layer"}
+    branches = defs["BranchesConfig"]["properties"]["branches"]["anyOf"]
+    as_list, as_mapping = branches                       # a list or a mapping of paths
+    path = as_list["items"]
+    assert as_mapping["additionalProperties"] == path
+    plain, named = path["anyOf"]                          # a list of layers, or {name, ...}
+    assert plain["items"] == named["properties"]["layers"]["items"] == {"$ref": "#/$defs/layer"}
+    shortcut = defs["ResidualConfig"]["properties"]["shortcut"]["anyOf"]
+    assert shortcut == [{"enum": ["identity", "projection", "none"]}, path]
     assert defs["BlockDefinition"]["properties"]["layers"]["items"] == {"$ref": "#/$defs/block_layer"}
 
 
@@ -86,6 +93,22 @@ layers:
   - unit2_short_form_is_any_string
   - {type: repeat, times: 2, layers: [{type: unit, c: 4, s: 2}]}
 """)
+
+
+@pytest.mark.parametrize("text", [VGG_LIKE, BASIC_BLOCKS, INCEPTION, DENSE_BLOCK])
+def test_the_naming_fields_validate(validator, text):
+    assert not errors(validator, text)
+
+
+@pytest.mark.parametrize("layer", [
+    "{type: residual, layers: [relu], shortcut: {name: downsample, numberd: true, layers: [relu]}}",
+    "{type: residual, layers: [relu], shortcut: identiy}",
+    "{type: branches, branches: {a-b: [relu]}}",
+    "{type: branches, branches: {a: {name: b}}}",
+    "{type: sequential, numbered: yes please, layers: [relu]}",
+])
+def test_misspelt_naming_fields_fail(validator, layer):
+    assert errors(validator, f"name: t\ninput: [1, 8, 8]\nlayers:\n  - {layer}\n")
 
 
 @pytest.mark.parametrize("text", [

@@ -52,12 +52,13 @@ class Host(Protocol):
         if cfg.numbered, a view of the enclosing scope if cfg.inline. None after an error."""
 
     def open(self, outer: Scope, path: Path, kind: str, stem: str, *, name: Any = None,
-             fixed: bool = False, name_path: Path | None = None, numbered: bool = False,
-             values: dict | None = None, input: str | None, frozen: bool = False,
-             inline: bool = False) -> Scope | None:
+             fixed: bool = False, name_path: Path | None = None, name_at_key: bool = False,
+             numbered: bool = False, values: dict | None = None, input: str | None,
+             frozen: bool = False, inline: bool = False) -> Scope | None:
         """A scope inside the block (a branch, a repeat copy, a named shortcut): `name` chosen
-        by the user (reported at `name_path` if it clashes) or, `fixed`, by the compiler;
-        `values` are the variables it binds; `input` is what `input` names inside it."""
+        by the user (reported at `name_path`, or at its key if `name_at_key`, when it clashes)
+        or, `fixed`, by the compiler; `values` are the variables it binds; `input` is what
+        `input` names inside it; `inline` gives a view of `outer` instead (no name)."""
 
     def close(self, outer: Scope, inner: Scope, output: str | None) -> str | None:
         """End `inner`: its name in `outer` now means `output`. Returns `output`."""
@@ -81,6 +82,14 @@ class Host(Protocol):
     def error(self, path: Path, message: str, *, hint=None, scope: Scope | None = None
               ) -> Any:
         """Report a located problem (once, however many copies meet it)."""
+
+    def validate(self, model, data: dict, path: Path, scope: Scope) -> Any:
+        """`data` (a nested mapping, e.g. a shortcut's) as `model`, or None after reporting each
+        problem at its place (unknown fields with did-you-mean)."""
+
+    def render_name(self, template: str, scope: Scope, values: dict, path: Path) -> str | None:
+        """The name a template gives ('denselayer${$i + 1}') over the variables of `scope` and
+        `values`; None after a reported error."""
 
     def size(self) -> int:
         """Nodes so far."""

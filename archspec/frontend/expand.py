@@ -40,6 +40,7 @@ MAX_NESTING = 100  # blocks inside blocks: every user block and composite expand
 SUGGEST_AMONG = 100  # did-you-mean for a layer name looks at this many of the nearest names
 
 
+NAME = r"[A-Za-z0-9_]+"  # a layer's or block's local name
 NUMBER = "#"  # a numbered scope's counter, kept among its name counters
 
 
@@ -160,25 +161,33 @@ class Expander:
                 return candidate
 
     def claim(self, scope: Scope, path: Path, stem: str, name: Any = None, *,
-              fixed: bool = False, name_path: Path | None = None) -> str | None:
+              fixed: bool = False, name_path: Path | None = None, at_key: bool = False
+              ) -> str | None:
         """Pick the local name of a new layer or block (None, with an error, if it cannot have
-        one). `name` is the user's (the item's `name:`, a branch or copy name) unless `fixed`
-        (a name the compiler gives: add, shortcut, a copy's index), which numbering overrides."""
+        one). `name` is the user's (the item's `name:`, a branch or copy name), written at
+        `name_path` (a mapping key if `at_key`), unless `fixed` (a name the compiler gives: add,
+        shortcut, a copy's index), which numbering overrides."""
         name_path = path + ("name",) if name_path is None else name_path
         if scope.numbered:
             local = self.next_name(scope, stem)
             if isinstance(name, str) and not fixed:
                 # reported, and the number kept: the members after it keep their numbers
                 self.error(name_path, f"'{name}' names a member of a numbered sequential",
-                           scope=scope, hint=f"remove the name: members of a numbered sequential"
+                           scope=scope, at_key=at_key, hint=f"remove the name: members of a numbered sequential"
                            f" are named by position (this one is '{scope.full(local)}'); or "
                            "remove 'numbered: true' to name them")
             return local
         local = name if isinstance(name, str) else self.next_name(scope, stem)
+        if name is not None and not fixed and not re.fullmatch(NAME, local):  # a branch's key
+            self.error(name_path, f"'{local}' is not a valid name", scope=scope, at_key=at_key,
+                       hint="a name has only letters, digits and '_' (it names a module "
+                            "attribute)")
+            return None
         if local in scope.names:
             first = self.source.position(scope.name_paths[local])
             inline = self.inline_names.get(scope.full(local)) or scope.inline
             self.error(name_path, f"name '{local}' is already used in this scope", scope=scope,
+                       at_key=at_key,
                        hint=f"give the layer another name (inline block '{inline}' puts its "
                             "layers' names in the enclosing scope; or remove 'inline: true')"
                        if inline else "give the layer another name",
@@ -187,11 +196,13 @@ class Expander:
         if local == INPUT:
             self.error(name_path, "'input' is reserved for the network input" if not scope.prefix
                        else "'input' is reserved for the block's own input", scope=scope,
+                       at_key=at_key,
                        hint="choose another name")
             return None
         reason = reserved_reason(local)
         if reason is not None:
             self.error(name_path, f"{reason}: it cannot name a layer or block", scope=scope,
+                       at_key=at_key,
                        hint=f"choose another name, e.g. {local.strip('_') or 'layer'}1 (the name "
                             "becomes an attribute of the compiled PyTorch module)")
             return None
@@ -350,7 +361,8 @@ class Expander:
                          frozen=frozen, title=use.title)
 
     def open(self, outer: Scope, path: Path, kind: str, stem: str, *, name: Any = None,
-             fixed: bool = False, name_path: Path | None = None, numbered: bool = False,
+             fixed: bool = False, name_path: Path | None = None, name_at_key: bool = False,
+             numbered: bool = False,
              values: dict | None = None, input: str | None, frozen: bool = False,
              inline: bool = False, title: str | None = None) -> Scope | None:
         values = dict(values or {})
@@ -361,7 +373,8 @@ class Expander:
                          reserved=outer.reserved, seen=outer.seen, frozen=frozen,
                          context=list(outer.context), blocks=outer.blocks, values=values,
                          input=input, numbered=outer.numbered, inline=kind)
-        local = self.claim(outer, path, stem, name, fixed=fixed, name_path=name_path)
+        local = self.claim(outer, path, stem, name, fixed=fixed, name_path=name_path,
+                           at_key=name_at_key)
         if local is None:
             return None
         full = self.unique(outer.full(local))
@@ -391,6 +404,23 @@ class Expander:
 
     def size(self) -> int:
         return len(self.nodes)
+
+    def render_name(self, template: str, scope: Scope, values: dict, path: Path) -> str | None:
+        """A name from a template ('denselayer${$i + 1}') over the variables of `scope` and
+        `values`; None after a reported error."""
+        variables = scope.variables().new_child(values)
+        try:
+            name = _render(template, variables)
+        except param_expr.ExpressionError as exc:
+            self.error(path, str(exc), scope=scope,
+                       hint=exc.hint or "write a name with '${expression}' parts, e.g. "
+                                        "'denselayer${$i + 1}'")
+            return None
+        if not re.fullmatch(NAME, name):
+            self.error(path, f"'{template}' gives the name '{name}', which is not a valid name",
+                       scope=scope, hint="a name has only letters, digits and '_'")
+            return None
+        return name
 
     @property
     def stopped(self) -> bool:
@@ -574,7 +604,7 @@ class Expander:
         name = item.get("name")
         if name is not None:  # an invalid name is reported itself; no other name fits
             return scope.full(name) if isinstance(name, str) and \
-                re.fullmatch(r"[A-Za-z0-9_]+", name) else None
+                re.fullmatch(NAME, name) else None
         kind = item.get("type")
         if not isinstance(kind, str) or (kind not in REGISTRY and kind not in COMPOSITES):
             return None
@@ -591,7 +621,8 @@ class Expander:
         field_name = str(loc[start]) if len(loc) > start else ""
         if model is config_cls:
             kind = item["type"] if issubclass(config_cls, LayerConfig) and \
-                isinstance(item.get("type"), str) else "the spec"
+                isinstance(item.get("type"), str) else \
+                getattr(config_cls, "described_as", "the spec")
         else:  # a nested model, e.g. the definition of block b at blocks.b
             kind = f"{str(loc[start - 2]).rstrip('s')} '{loc[start - 1]}'" if start >= 2 else \
                 f"'{'.'.join(map(str, loc[:start]))}'"
@@ -699,6 +730,21 @@ class Expander:
         finally:
             self.instantiating.pop()
         return self.close(scope, inner, out)
+
+
+def _render(template: str, values) -> str:
+    """'${expr}' parts evaluated and joined. (A stand-in until templates join the expression
+    language; the naming rules only need a string back.)"""
+    out, pos = [], 0
+    while (start := template.find("${", pos)) >= 0:
+        end = template.find("}", start)
+        if end < 0:
+            raise param_expr.ExpressionError(f"missing '}}' in '{template}'",
+                                             hint="write '${expression}'")
+        out.append(template[pos:start])
+        out.append(str(param_expr.evaluate(template[start + 2:end], values)))
+        pos = end + 1
+    return "".join(out) + template[pos:]
 
 
 class BlockUse(LayerConfig):

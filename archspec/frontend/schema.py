@@ -32,6 +32,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..layers import COMPOSITES, REGISTRY
 from ..layers.base import INLINE_DOC
+from ..layers.blocks import NAME, SHORTCUTS
 from .document import BLOCK_NAME, SpecDocument
 from .messages import canonical_type_name
 
@@ -49,10 +50,23 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _nested_list(kind: str, union: str, field_schema: dict[str, Any]) -> dict[str, Any]:
-    """A nested layer list ("layers") or list of layer lists ("branches") as a $ref'd array."""
-    items: dict[str, Any] = {"type": "array", "items": _ref(union)}
-    if kind == "branches":
-        items = {"type": "array", "items": items}
+    """A nested layer list ("layers"), the paths of a branches block ("paths": a list or mapping
+    of paths) or a residual's shortcut ("shortcut": a keyword or a path), with $refs to `union`.
+    A path is a list of layers or {name, numbered, layers}."""
+    layers: dict[str, Any] = {"type": "array", "items": _ref(union)}
+    path = {"anyOf": [layers, {
+        "type": "object", "additionalProperties": False, "required": ["layers"],
+        "properties": {"name": {"type": "string", "pattern": f"^{NAME}$"},
+                       "numbered": {"type": "boolean"}, "layers": layers}}]}
+    if kind == "paths":
+        items: dict[str, Any] = {"anyOf": [
+            {"type": "array", "minItems": 1, "items": path},
+            {"type": "object", "minProperties": 1, "additionalProperties": path,
+             "propertyNames": {"pattern": f"^{NAME}$"}}]}
+    elif kind == "shortcut":
+        items = {"anyOf": [{"enum": list(SHORTCUTS)}, path]}
+    else:
+        items = layers
     keep = {k: v for k, v in field_schema.items()
             if k in ("title", "description", "minItems", "maxItems", "default")}
     return {**keep, **items}
@@ -105,7 +119,7 @@ def _builtin_types_only(builtins: list[str], nested: dict[str, str]) -> dict[str
             {"type": "string", "enum": builtins},
             {"type": "object",
              "properties": {"type": {"enum": builtins},
-                            **{field: {"items": only if kind == "layers" else {"items": only}}
+                            **{field: {"items": {"items": only} if kind == "paths" else only}
                                for field, kind in nested.items()}}},
             {"not": {"type": ["string", "object"]}},  # other mistakes: left to the layer union
         ],
