@@ -2,6 +2,7 @@
 
     net = archspec.load("specs/vgg16.yaml")      # parse + expand a file (SpecError on bad input)
     net = archspec.loads(yaml_text)              # the same from YAML text
+    net = archspec.load("specs/resnet.yaml", params={"depth": 50})  # set the spec's params
     report = archspec.analyze(net)               # shapes, params, MACs, receptive fields
     model = archspec.compile(net)                # a trainable torch.nn.Module
     model = archspec.compile(net, state_dict="w.pt", skip=["fc"])  # pretrained, fresh head
@@ -31,16 +32,19 @@ __all__ = ["load", "loads", "analyze", "compile", "render", "export", "load_chec
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike, *, limits: Limits = Limits()) -> Network:
-    """The spec file at path (a str is always a path, whatever its suffix), expanded into the IR.
-    Raises SpecError. For YAML text, use loads()."""
-    return _load(path, limits=limits)
+def load(path: str | os.PathLike, *, params: dict[str, Any] | None = None,
+         limits: Limits = Limits()) -> Network:
+    """The spec file at path (a str is always a path, whatever its suffix), expanded into the IR,
+    with its `params:` set from `params` (as --set does). Raises SpecError. For YAML text, use
+    loads()."""
+    return _load(path, limits=limits, params=params)
 
 
-def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>") -> Network:
-    """A spec given as YAML text (never read as a path), expanded into the IR. Raises SpecError;
-    `filename` names the text in diagnostics."""
-    return _loads(text, limits=limits, filename=filename)
+def loads(text: str | bytes, *, params: dict[str, Any] | None = None, limits: Limits = Limits(),
+          filename: str = "<string>") -> Network:
+    """A spec given as YAML text (never read as a path), expanded into the IR, with its params
+    set from `params`. Raises SpecError; `filename` names the text in diagnostics."""
+    return _loads(text, limits=limits, filename=filename, params=params)
 
 
 def _network(spec: Network | str | os.PathLike) -> Network:

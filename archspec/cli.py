@@ -6,6 +6,7 @@ traceback), 2 command-line usage, 70 a bug in archspec.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -63,8 +64,43 @@ def make_console(stderr: bool = False):
     return Console(stderr=stderr, width=PIPED_WIDTH if wide else None)
 
 
-def limit_options(func):
+class SpecReader:
+    """How every command reads its spec: the YAML limits and the params set with --set."""
+
+    def __init__(self, limits: Limits, params: dict):
+        self.limits, self.params = limits, params
+
+    def read(self, spec: str):
+        """The spec file at a path, or standard input for '-' (named <stdin> in diagnostics)."""
+        from .frontend import load, load_stream
+        if spec == STDIO:
+            return load_stream(sys.stdin.buffer, limits=self.limits, filename="<stdin>",
+                               params=self.params, params_from="--set")
+        return load(spec, limits=self.limits, params=self.params, params_from="--set")
+
+
+def parse_sets(ctx, param, values) -> dict:
+    from .frontend.params import parse_assignment
+    params = {}
+    for text in values:
+        try:
+            name, value = parse_assignment(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        params[name] = value
+    return params
+
+
+def spec_options(func):
+    """The options of every command that reads a spec; the command gets them as `reader`."""
+    @functools.wraps(func)
+    def command(*args, max_bytes, max_depth, max_nodes, set_params, **kwargs):
+        limits = Limits(max_bytes=max_bytes, max_depth=max_depth, max_nodes=max_nodes)
+        return func(*args, reader=SpecReader(limits, set_params), **kwargs)
     for option in (
+        click.option("--set", "set_params", multiple=True, metavar="NAME=VALUE",
+                     callback=parse_sets, help="Set a parameter declared under params: in the "
+                     "spec (repeatable); VALUE is YAML: 50, true, [1, 2], text."),
         click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT.max_bytes,
                      show_default=True, help="Refuse spec files larger than this."),
         click.option("--max-depth", type=click.IntRange(1), default=DEFAULT.max_depth,
@@ -72,12 +108,8 @@ def limit_options(func):
         click.option("--max-nodes", type=click.IntRange(1), default=DEFAULT.max_nodes,
                      show_default=True, help="Refuse YAML with more nodes (aliases expanded)."),
     ):
-        func = option(func)
-    return func
-
-
-def make_limits(max_bytes: int, max_depth: int, max_nodes: int) -> Limits:
-    return Limits(max_bytes=max_bytes, max_depth=max_depth, max_nodes=max_nodes)
+        command = option(command)
+    return command
 
 
 def read_lines(file: str | None) -> list[str] | None:
@@ -153,14 +185,6 @@ def refuse_overwrite(spec: str, output: str) -> None:
 
 
 # ---- files: specs in, checkpoints and pictures out (the rules are archspec.fileio's) ----------
-
-def read_network(spec: str, limits: Limits):
-    """The spec file at a path, or standard input for '-' (named <stdin> in diagnostics)."""
-    from .frontend import load, load_stream
-    if spec == STDIO:
-        return load_stream(sys.stdin.buffer, limits=limits, filename="<stdin>")
-    return load(spec, limits=limits)
-
 
 def require_torch() -> None:
     from .backends import require_torch as _require_torch
@@ -250,21 +274,20 @@ def main():
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
               show_default=True, help="Optimizer of the training-step memory estimate (its "
                                       "state: none, 1 or 2 copies of the trainable parameters).")
-@limit_options
-def check(specs, as_json, batch_size, dtype, optimizer, max_bytes, max_depth, max_nodes):
+@spec_options
+def check(specs, as_json, batch_size, dtype, optimizer, reader):
     """Validate specs and print every layer's shape, params, MACs and receptive field.
 
     Exit status 0 when every spec is valid, 1 when any has errors."""
     from .analysis import analyze, invalid_json
     from .backends.report import print_report
     out, err = make_console(), make_console(stderr=True)
-    limits = make_limits(max_bytes, max_depth, max_nodes)
     failed = False
     results = []
     for spec in specs:
         try:
             with reported_internal():
-                analysis = analyze(read_network(spec, limits), batch_size=batch_size,
+                analysis = analyze(reader.read(spec), batch_size=batch_size,
                                    dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
         except SpecError as exc:
             failed = True
@@ -303,9 +326,8 @@ def check(specs, as_json, batch_size, dtype, optimizer, max_bytes, max_depth, ma
 @click.option("--max-param-bytes", type=click.IntRange(1), default=None, metavar="N",
               help="The same limit in bytes (the option's first name).")
 @weights_options
-@limit_options
-def build(spec, output, device, max_memory, max_param_bytes, weights, skip, max_bytes, max_depth,
-          max_nodes):
+@spec_options
+def build(spec, output, device, max_memory, max_param_bytes, weights, skip, reader):
     """Compile SPEC to PyTorch and save a checkpoint (spec text + initial weights, or the
     weights loaded with --weights).
 
@@ -316,7 +338,7 @@ def build(spec, output, device, max_memory, max_param_bytes, weights, skip, max_
     limit = min((m for m in (max_memory, max_param_bytes) if m is not None), default=None)
     with reported():
         require_torch()
-        network = read_network(spec, make_limits(max_bytes, max_depth, max_nodes))
+        network = reader.read(spec)
         written, params, loaded = build_checkpoint(network, spec, output, device, limit,
                                                    weights, skip)
     fresh = f" ({loaded['fresh']:,} left fresh: {', '.join(skip)})" if skip and loaded else ""
@@ -371,9 +393,9 @@ def build_checkpoint(network, spec: str, output: str, device: str, max_memory: i
 @click.option("--no-legend", is_flag=True, help="Leave out the colour legend.")
 @click.option("--dot", "dot_program", default=None, metavar="PATH",
               help="graphviz's dot program (default: $ARCHSPEC_DOT, else dot on the PATH).")
-@limit_options
+@spec_options
 def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot_program,
-            max_bytes, max_depth, max_nodes):
+            reader):
     """Draw SPEC as a block diagram with graphviz (SVG, PNG, PDF or DOT source).
 
     Boxes are layers coloured by family, clusters are blocks; dashed orange edges are skip
@@ -384,7 +406,7 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
     with reported():
         refuse_overwrite(spec, output)
         output_target(output)  # refuse a directory or a device before drawing
-        analysis = analyze(read_network(spec, make_limits(max_bytes, max_depth, max_nodes)))
+        analysis = analyze(reader.read(spec))
         data = render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
                       rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
     size = len(data.encode("utf-8") if isinstance(data, str) else data)
@@ -399,8 +421,8 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
 @memory_option("Refuse runs whose parameters, buffers, input and layer outputs need more memory "
                "than this")
 @weights_options
-@limit_options
-def verify(spec, device, batch_size, max_memory, weights, skip, max_bytes, max_depth, max_nodes):
+@spec_options
+def verify(spec, device, batch_size, max_memory, weights, skip, reader):
     """Compile SPEC, run it once, and compare every layer's output shape, parameters and buffers
     with the static analysis (forward hooks on every module). Exit 1 on any difference.
 
@@ -410,7 +432,7 @@ def verify(spec, device, batch_size, max_memory, weights, skip, max_bytes, max_d
     check_skip_needs_weights(weights, skip)
     with reported():
         require_torch()
-        analysis = analyze(read_network(spec, make_limits(max_bytes, max_depth, max_nodes)))
+        analysis = analyze(reader.read(spec))
         from .backends.verify import mismatches
         problems = mismatches(analysis, device=device, batch_size=batch_size,
                               max_memory=max_memory, weights=weights, skip=skip)
@@ -454,9 +476,8 @@ def list_types():
               help="File to write; - for standard output.")
 @memory_option("Refuse models whose parameters and buffers need more memory than this")
 @weights_options
-@limit_options
-def export_command(spec, target, output, max_memory, weights, skip, max_bytes, max_depth,
-                   max_nodes):
+@spec_options
+def export_command(spec, target, output, max_memory, weights, skip, reader):
     """Export SPEC to a format that runs without archspec: Python source, ONNX or torch.export.
 
     A spec with errors is refused with the same located messages as 'archspec check'. The
@@ -472,8 +493,7 @@ def export_command(spec, target, output, max_memory, weights, skip, max_bytes, m
         refuse_overwrite(spec, output)
         from .fileio import output_target
         output_target(output)  # refuse a directory or a device before any work
-        network = read_network(spec, make_limits(max_bytes, max_depth, max_nodes))
-        # --set / --input will change the network here, before it is analysed
+        network = reader.read(spec)
         analysis = analyze(network)
         require_torch()
         written = export_analysis(analysis, target, output,

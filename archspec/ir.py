@@ -49,6 +49,7 @@ class Network:
     blocks: dict[str, Block]
     outputs: list[str]
     source: Any                    # SourceMap of the spec text
+    params: dict[str, Any] = field(default_factory=dict)  # the spec's parameters, as bound
 
     def graph(self):
         """networkx DiGraph: one node per layer plus 'input'; edges carry arg index and skip flag."""

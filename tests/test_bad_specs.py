@@ -492,7 +492,8 @@ layers:
 
 
 def test_param_values_are_data_not_expressions(tmp_path, tripwire):
-    """A parameter's value is inserted as it is, never evaluated again."""
+    """A parameter's value is inserted as it is, never evaluated again: here the use's
+    expression computes a text holding '$', which the block body receives as plain text."""
     sentinel, _ = tripwire
     path = tmp_path / "value.yaml"
     path.write_text(f"""name: t
@@ -503,10 +504,22 @@ blocks:
     layers:
       - {{type: conv, out_channels: $c, kernel_size: 1}}
 layers:
-  - {{type: unit, c: "$__import__('os').system('touch {sentinel}')"}}
+  - {{type: unit, c: "'$' + \\"__import__('os').system('touch {sentinel}')\\""}}
 """)
     [d] = diagnostics_of(path)
-    assert d.line == 7 and "out_channels must be a positive integer" in d.message
+    assert d.line == 7 and 'out_channels must be a positive integer (got "$__import__' \
+        in d.message
+
+
+def test_values_set_from_outside_are_data_not_expressions(tmp_path, tripwire):
+    sentinel, _ = tripwire
+    text = ("name: t\ninput: [3, 16, 16]\nparams: {c: x}\n"
+            "layers:\n  - {type: conv, out_channels: $c, kernel_size: 1}\n")
+    with pytest.raises(SpecError) as caught:
+        archspec.loads(text, params={"c": f"$__import__('os').system('touch {sentinel}')"})
+    [d] = caught.value.diagnostics
+    assert (d.line, d.column) == (5, 32)
+    assert d.message.startswith('out_channels must be a positive integer (got "$__import__')
 
 
 def test_keys_are_never_substituted(tmp_path, tripwire):

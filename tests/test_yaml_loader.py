@@ -300,7 +300,8 @@ def test_merge_key(any_loader):
 @pytest.mark.parametrize(
     "source, shown",
     [
-        ("1: x\n", "1 is not a string (YAML reads it as !!int)"),
+        ("1.5: x\n", "1.5 is not a string (YAML reads it as !!float)"),
+        ("0x1F: x\n", "0x1F is not a string (YAML reads it as !!int)"),
         ("on: x\n", "on is not a string (YAML reads it as !!bool)"),
     ],
 )

@@ -13,6 +13,7 @@ from ..collector import collector_paused
 from ..errors import Diagnostic, SpecError
 from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
+from . import params as spec_params
 from .expand import Expander, Scope
 from .messages import canonical_type_name
 from .yaml_loader import Limits, load_yaml, load_yaml_file, load_yaml_stream
@@ -36,6 +37,9 @@ class SpecDocument(BaseModel):
     description: str | None = None
     input: list[PositiveInt] = Field(min_length=1, max_length=4, description=(
         "Input shape without the batch dim, channels first: [C, L], [C, H, W] or [C, D, H, W]."))
+    params: dict[str, Any] = Field(default_factory=dict, description=(
+        "Spec parameters with their defaults (any YAML value; a default may be an expression "
+        "over the parameters above it). Set from outside with --set name=value."))
     blocks: dict[str, BlockDefinition] = Field(
         default_factory=dict, description="User-defined blocks, used as types.",
         json_schema_extra={"propertyNames": {"pattern": f"^{BLOCK_NAME}$"}})
@@ -46,10 +50,10 @@ class SpecDocument(BaseModel):
 
 
 @collector_paused()
-def load(path: str | os.PathLike, *, limits: Limits = Limits(),
-         filename: str | None = None) -> Network:
-    """Parse and expand the spec file at path (any name: a path is never read as YAML text);
-    raises SpecError. YAML text goes to loads()."""
+def load(path: str | os.PathLike, *, limits: Limits = Limits(), filename: str | None = None,
+         params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
+    """Parse and expand the spec file at path (any name: a path is never read as YAML text),
+    its parameters set from `params`; raises SpecError. YAML text goes to loads()."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load() takes a path (str or os.PathLike), not {type(path).__name__}; "
                         "use loads() for YAML text")
@@ -59,42 +63,52 @@ def load(path: str | os.PathLike, *, limits: Limits = Limits(),
             "no such spec file: the path given is several lines long", file="<path>",
             hint="to read YAML text, use archspec.loads(text)"))
     data, smap = load_yaml_file(path, limits, display_name=name)
-    return named_build(data, smap)
+    return named_build(data, smap, params, params_from)
 
 
 @collector_paused()
-def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>") -> Network:
+def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>",
+          params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
     """Parse and expand a spec given as YAML text (never a path); raises SpecError."""
     if not isinstance(text, (str, bytes)):
         raise TypeError(f"loads() takes YAML text (str or bytes), not {type(text).__name__}")
     data, smap = load_yaml(text, filename, limits)
-    return named_build(data, smap)
+    return named_build(data, smap, params, params_from)
 
 
 @collector_paused()
-def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = "<stdin>"
-                ) -> Network:
+def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = "<stdin>",
+                params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
     """Parse and expand a spec read from a binary stream (standard input) within the size limit."""
     data, smap = load_yaml_stream(stream, limits, filename)
-    return named_build(data, smap)
+    return named_build(data, smap, params, params_from)
 
 
-def named_build(data: Any, smap) -> Network:
+def named_build(data: Any, smap, params: dict[str, Any] | None = None,
+                params_from: str = "params=") -> Network:
     """build_network, with the spec's name on its SpecError when the spec has one (--json)."""
     try:
-        return build_network(data, smap)
+        return build_network(data, smap, params, params_from)
     except SpecError as exc:
         name = data.get("name") if isinstance(data, dict) else None
         exc.spec_name = name if isinstance(name, str) else None
         raise
 
 
-def build_network(data: Any, smap) -> Network:
+def build_network(data: Any, smap, params: dict[str, Any] | None = None,
+                  params_from: str = "params=") -> Network:
     if not isinstance(data, dict):
         raise SpecError(smap.diagnostic((), "a spec must be a mapping with name, input and layers",
                                         hint="start with 'name: mynet', 'input: [3, 32, 32]', "
                                              "'layers:'"))
-    probe = Expander(smap, {})
+    # The one place where parameters are bound; the input shape may use them.
+    values = spec_params.bind(data.get("params"), params, smap, params_from)
+    probe = Expander(smap, {}, values=values)
+    if "input" in data:
+        data = dict(data, input=probe.substituted(data["input"], ("input",), values,
+                                                  Scope(prefix=())))
+        if probe.diagnostics:
+            raise SpecError(probe.diagnostics)
     doc = probe.validate(SpecDocument, data, (), Scope(prefix=()))
     if doc is None:
         raise SpecError(probe.diagnostics)
@@ -130,14 +144,17 @@ def build_network(data: Any, smap) -> Network:
     if diagnostics:
         raise SpecError(diagnostics)
     blocks = {k: v.model_dump() for k, v in doc.blocks.items()}
-    ex = Expander(smap, blocks)
+    ex = Expander(smap, blocks, values=values)
     top = Scope(prefix=())
-    ex.expand(doc.layers, ("layers",), top, "input")
+    layers = ex.substituted(doc.layers, ("layers",), values, top)
+    if layers is not None:
+        ex.expand(layers, ("layers",), top, "input")
     outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
         raise SpecError(ex.diagnostics, omitted=ex.omitted)
     return Network(name=doc.name, description=doc.description, input_shape=tuple(doc.input),
-                   nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap)
+                   nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap,
+                   params=values)
 
 
 def _outputs(ex: Expander, doc: SpecDocument, top: Scope) -> list[str]:

@@ -5,7 +5,6 @@ Every problem becomes a located Diagnostic; independent problems are all collect
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 from collections import ChainMap
@@ -98,8 +97,10 @@ class Scope:
 
 
 class Expander:
-    def __init__(self, source, user_blocks: dict[str, Any], blocks_path: Path = ("blocks",)):
+    def __init__(self, source, user_blocks: dict[str, Any], blocks_path: Path = ("blocks",),
+                 values: dict[str, Any] | None = None):
         self.source = source
+        self.values = values or {}  # the spec's parameters, bound
         self.user_blocks = user_blocks
         self.blocks_path = blocks_path
         self.nodes: dict[str, Node] = {}
@@ -663,6 +664,19 @@ class Expander:
                        f"(got {show_value(value)})", layer=layer, scope=scope,
                        hint=value_hint(info, field_name, value_at(item, sub)))
 
+    # ---- expressions -------------------------------------------------------------------
+    def substituted(self, data: Any, path: Path, values: dict[str, Any], scope: Scope,
+                    block_name: str | None = None, use_path: Path = ()) -> Any:
+        """data with its expressions evaluated (None after a located error)."""
+        try:
+            return param_expr.substitute(data, values)
+        except param_expr.ExpressionError as exc:
+            where = self.source.position(use_path) if block_name else None
+            self.error(path + exc.path, str(exc), scope=scope,
+                       hint=exc.hint or "write '$name' or arithmetic such as '$width * 2'",
+                       notes=[f"in block '{block_name}' used at line {where[0]}"] if where else [])
+            return None
+
     # ---- user-defined blocks -----------------------------------------------------------
     def expand_user_block(self, block_name: str, use: Use):
         item, path, scope = use.item, use.path, use.scope
@@ -676,7 +690,7 @@ class Expander:
         if self.validate(BlockUse, common, path, scope) is None:
             return None
         declared = definition.get("params") or {}
-        values: dict[str, Any] = {}
+        given: dict[str, Any] = {}
         for key, value in item.items():
             if key in common:
                 continue
@@ -686,22 +700,23 @@ class Expander:
                            hint=did_you_mean(key, declared) or
                            f"its parameters: {', '.join(declared) or 'none'}")
                 return None
-            values[key] = value
+            given[key] = value
+        values = {**self.values, **given}  # block parameters over the spec's
         for key, default in declared.items():
-            if key not in values:
+            if key not in given:
                 if default is None:
                     self.error(path + ("type",), f"block '{block_name}' needs parameter '{key}'",
                                scope=scope, hint=f"add '{key}: ...' to this layer")
                     return None
+                # a default may use the spec's parameters and the block's parameters above it
+                default = self.substituted(default, def_path + ("params", key), values, scope,
+                                           block_name, path)
+                if default is None:
+                    return None
                 values[key] = default
-        layers = definition.get("layers")
-        try:
-            layers = param_expr.substitute(copy.deepcopy(layers), values)
-        except param_expr.ExpressionError as exc:
-            where = self.source.position(path)
-            self.error(def_path + ("layers",) + exc.path, str(exc), scope=scope,
-                       hint=exc.hint or "write '$name' or integer arithmetic such as '$width * 2'",
-                       notes=[f"in block '{block_name}' used at line {where[0]}"] if where else [])
+        layers = self.substituted(definition.get("layers"), def_path + ("layers",), values, scope,
+                                  block_name, path)
+        if layers is None:
             return None
         start = self.use_input(use)
         where = self.source.position(path)

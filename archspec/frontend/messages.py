@@ -335,8 +335,8 @@ def value_hint(info, name: str, value: Any) -> str:
                 (_accepts(annotation, int) or _accepts(annotation, float)):
             return f"remove the quotes: '{value.strip()}' in quotes is text, not a number"
         if value.startswith("$"):
-            return ("'$name' is replaced only inside the layers of a block definition "
-                    "(under blocks:), by a parameter that the block declares")
+            return ("expressions are evaluated in the fields of layers, block uses, params "
+                    "and the input shape")
     if isinstance(value, bool) and not _accepts(annotation, bool):
         if _accepts(annotation, str):  # the YAML 1.1 booleans: a layer named `no` or `off`
             return ("YAML reads unquoted yes, no, on, off, true and false as booleans; "

@@ -462,6 +462,8 @@ class _Builder:
         if tag == _MERGE:
             self.fail(mark, "merge keys ('<<') are not supported",
                       "define the shared part once as a user-defined block and use that block instead")
+        if tag == _INT and event.tag is None and re.fullmatch(r"0|-?[1-9][0-9]{0,17}", event.value):
+            tag = _STR  # a table keyed by numbers ({18: [2, 2, 2, 2]}): keys stay text, as written
         if tag != _STR:
             shown = event.value if event.value else "(empty)"
             self.fail(mark, f"mapping key {shown} is not a string (YAML reads it as {_show_tag(tag)})",
