@@ -35,8 +35,9 @@ def substitute(data: Any, values: dict[str, Any], path: tuple = ()) -> Any:
     if isinstance(data, list):
         new = [substitute(v, values, path + (i,)) for i, v in enumerate(data)]
         return data if all(a is b for a, b in zip(new, data)) else new
-    if isinstance(data, dict):
-        new_map = {k: substitute(v, values, path + (k,)) for k, v in data.items()}
+    if isinstance(data, dict):  # copy_names: a template each repeat copy evaluates itself
+        new_map = {k: v if k == "copy_names" else substitute(v, values, path + (k,))
+                   for k, v in data.items()}
         return data if all(new_map[k] is v for k, v in data.items()) else new_map
     return data
 
