@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from click.testing import CliRunner
 from torchvision_layouts import layout, random_state_dict
 
 import archspec
+from archspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -318,7 +321,7 @@ def test_a_file_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
     assert excinfo.value.message == (f"'{hostile}' is not a weights file (a state_dict saved "
                                      "with torch.save), or it contains code; refusing to load it")
     assert not marker.exists()
-    result = cli("build", path, "--weights", hostile, "-o", tmp_path / "out.pt")
+    result = real_cli("build", path, "--weights", hostile, "-o", tmp_path / "out.pt")
     assert result.returncode == 1 and "contains code; refusing" in result.stderr
     assert not marker.exists() and not (tmp_path / "out.pt").exists()
 
@@ -337,6 +340,16 @@ def test_a_file_that_is_not_a_state_dict_says_what_to_do(tmp_path):
 # ---- the command line ------------------------------------------------------------------------
 
 def cli(*args):
+    """The command in this process (click's runner): exit code, stdout and stderr as a user
+    sees them."""
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr)
+
+
+def real_cli(*args):
     return subprocess.run([sys.executable, "-m", "archspec", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
 
@@ -379,3 +392,32 @@ def test_verify_and_export_take_the_weights(tmp_path):
     assert all(torch.equal(program.state_dict[k], state[k]) for k in program.state_dict)
     python = cli("export", path, "--to", "python", "--weights", good, "-o", tmp_path / "t.py")
     assert python.returncode == 2 and "Python source holds no weights" in python.stderr
+    with pytest.raises(archspec.ArchspecError, match="Python source holds no weights"):
+        archspec.export(path, tmp_path / "t.py", to="python", state_dict=good)
+    assert not (tmp_path / "t.py").exists()
+    archspec.export(path, program_file, to="torch-export", state_dict=good, skip=["fc."])
+    program = torch.export.load(program_file)
+    assert torch.equal(program.state_dict["conv1.weight"], state["conv1.weight"])
+    assert not torch.equal(program.state_dict["fc.weight"], state["fc.weight"])
+
+
+def test_a_wholly_renamed_model_of_many_layers_is_reported_in_bounded_time(tmp_path):
+    """1,000 tensors, every one renamed (a file saved from another program's naming): each is
+    reported with its match, in well under a second of matching."""
+    import time
+
+    from archspec.backends.weights import weight_problems
+    text = ("name: deep\ninput: [8]\nlayers:\n  - {type: repeat, name: stack, times: 500, "
+            "layers: [{type: dense, name: fc, out_features: 8}]}\n")
+    net = archspec.load(spec(tmp_path, text=text))
+    expected = archspec.compile(net, device="meta").state_dict()
+    given = {k.replace("stack.", "body.blocks."): torch.zeros(v.shape)
+             for k, v in expected.items()}
+    start = time.process_time()
+    problems = weight_problems(net, expected, given, "w.pt")
+    assert time.process_time() - start < 5
+    assert len(problems) == 1000
+    assert problems[0].message.startswith("the weights have no 'stack.0.fc.weight' [8, 8]; "
+                                          "they have 'body.blocks.0.fc.weight'")
+    assert all(e.message.split("'")[1].replace("stack.", "body.blocks.") ==
+               e.message.split("'")[3] for e in problems)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 
 import torch
@@ -19,7 +20,7 @@ from .checkpoint import FORMAT, read_untrusted
 
 COUNTER = "num_batches_tracked"  # BatchNorm's counter: files saved before PyTorch 0.4.1 lack it
 SAVE_ONE = "save a model's weights with torch.save(model.state_dict(), FILE)"
-NEAR = 500  # candidates compared per key for a did-you-mean (bounded time for huge models)
+COMPARISONS = 20_000  # name comparisons for did-you-means: bounded time for huge models
 
 
 def read_weights(source) -> tuple[dict[str, torch.Tensor], str]:
@@ -46,7 +47,7 @@ def load_weights(model: nn.Module, net: Network, source, skip=()) -> dict[str, i
     A model on the meta device is only checked. Returns {'loaded': n, 'fresh': m} tensors."""
     state, name = read_weights(source)
     expected = model.state_dict()
-    skip = tuple(skip)
+    skip = tuple(p.rstrip(".") for p in skip)  # "fc." means fc
     problems = _unknown_skips(net, skip, expected) + weight_problems(net, expected, state, name,
                                                                       skip)
     if problems:
@@ -65,14 +66,12 @@ def load_weights(model: nn.Module, net: Network, source, skip=()) -> dict[str, i
 def weight_problems(net: Network, expected: dict, given: dict, name: str,
                     skip: tuple[str, ...] = ()) -> list[Diagnostic]:
     """Every way `given` fails to fit `expected` (the compiled model's state_dict), located. A
-    missing key and an unexpected one that are each other's nearest (a renamed layer) are one
-    problem, reported once with both names."""
+    missing key and an unexpected one that look renamed are one problem, reported once with
+    both names."""
     where = _quoted(name)
     absent = [k for k in expected if k not in given and not _skipped(k, skip)]
     extra = [k for k in given if k not in expected and not _skipped(k, skip)]
-    near_absent = _near(absent, extra, given, expected)
-    near_extra = _near(extra, absent, expected, given)
-    paired = {k: n for k, n in near_absent.items() if near_extra.get(n) == k}
+    paired = renamings(absent, extra, expected, given)
     problems = []
     for key in absent:
         near = paired.get(key)
@@ -85,19 +84,15 @@ def weight_problems(net: Network, expected: dict, given: dict, name: str,
                                       f"'{near}'? name the layer so that its tensors are named "
                                       "as in the file (or rename the key in the file)"))
         elif not key.endswith("." + COUNTER):  # a file from before the counter starts it at 0
-            near = near_absent.get(key)
             problems.append(_at_layer(net, key, f"the weights have no '{key}' "
-                                      f"{_shape(expected[key])}", _fresh_hint(key) if near is
-                                      None else f"did you mean '{near}' (in the file)?"))
+                                      f"{_shape(expected[key])}", _fresh_hint(key)))
+    renamed = set(paired.values())
     for key in extra:
-        if key in paired.values():
-            continue
-        near = near_extra.get(key)
-        hint = (f"did you mean '{near}'?" if near else "the spec has no layer of that name; "
-                "leave it out of loading with --skip " f"{key.rsplit('.', 1)[0]} if it is not "
-                "needed")
-        problems.append(_at_layer(net, near or key, f"'{key}' {_shape(given[key])} in {where} "
-                                  "belongs to no layer of the spec", hint))
+        if key not in renamed:
+            problems.append(_at_layer(net, key, f"'{key}' {_shape(given[key])} in {where} "
+                                      "belongs to no layer of the spec", "the spec has no layer "
+                                      "of that name; leave it out of loading with --skip "
+                                      f"{key.rsplit('.', 1)[0]} if it is not needed"))
     for key, want in expected.items():
         got = given.get(key)
         if got is None or _skipped(key, skip):
@@ -120,23 +115,54 @@ def _fresh_hint(key: str) -> str:
             f"--skip {layer} (skip=['{layer}'])")
 
 
-def _near(keys: list[str], candidates: list[str], cand_state: dict, key_state: dict) -> dict:
-    """For each key, the unmatched candidate it most likely is: same parameter name and, first
-    choice, the same shape (a renamed layer keeps its tensors), the closest spelling."""
-    groups: dict[tuple, list[str]] = {}
-    for c in candidates:
-        groups.setdefault((c.rsplit(".", 1)[-1], tuple(cand_state[c].shape)), []).append(c)
-        groups.setdefault((c.rsplit(".", 1)[-1], None), []).append(c)
-    found = {}
-    for key in keys[:MAX_KEPT]:
-        leaf = key.rsplit(".", 1)[-1]
-        for group, cutoff in (((leaf, tuple(key_state[key].shape)), 0.5), ((leaf, None), 0.75)):
-            close = difflib.get_close_matches(key, groups.get(group, [])[:NEAR], n=1,
-                                              cutoff=cutoff)
-            if close:
-                found[key] = close[0]
-                break
-    return found
+def renamings(absent: list[str], extra: list[str], expected: dict, given: dict) -> dict:
+    """{key the spec has: key the file has instead}, for tensors that look renamed: the same
+    parameter name (weight, running_mean) under a similarly spelled layer path, a tensor of the
+    same shape first. Each key is used once, the closest pairs first. Keys with the same
+    numbers (copy indices) are compared first; then the rest, within a fixed budget of
+    comparisons, so a wholly foreign file of a huge model is reported in bounded time."""
+    pairs: dict[str, str] = {}
+    budget = [COMPARISONS]
+
+    def pair_up(candidates_of) -> None:
+        scored = []
+        for key in absent[:MAX_KEPT]:
+            if key in pairs:
+                continue
+            path = key.rpartition(".")[0]
+            matcher = difflib.SequenceMatcher(None, b=path)
+            for other in candidates_of(key):
+                if budget[0] <= 0:
+                    break
+                budget[0] -= 1
+                matcher.set_seq1(other.rpartition(".")[0])
+                if matcher.real_quick_ratio() < 0.35 or matcher.quick_ratio() < 0.35:
+                    continue
+                ratio = matcher.ratio()
+                same = given[other].shape == expected[key].shape
+                if ratio >= 0.5 or (same and ratio >= 0.35):
+                    scored.append((ratio + (0.3 if same else 0), key, other))
+        taken = set(pairs.values())
+        for _, key, other in sorted(scored, key=lambda t: -t[0]):
+            if key not in pairs and other not in taken:
+                pairs[key] = other
+                taken.add(other)
+
+    by_numbers: dict[tuple, list[str]] = {}
+    by_leaf: dict[str, list[str]] = {}
+    for key in extra:
+        by_numbers.setdefault(_signature(key), []).append(key)
+        by_leaf.setdefault(key.rpartition(".")[2], []).append(key)
+    pair_up(lambda key: by_numbers.get(_signature(key), ()))
+    taken = set(pairs.values())
+    pair_up(lambda key: (k for k in by_leaf.get(key.rpartition(".")[2], ()) if k not in taken))
+    return pairs
+
+
+def _signature(key: str) -> tuple:
+    """The parameter name and the numbers in the layer path: what a renaming usually keeps."""
+    path, _, leaf = key.rpartition(".")
+    return (leaf, tuple(re.findall(r"\d+", path)))
 
 
 def _at_layer(net: Network, key: str, message: str, hint: str) -> Diagnostic:
