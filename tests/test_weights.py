@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from click.testing import CliRunner
-from torchvision_layouts import layout, random_state_dict
+from torchvision_layouts import ZOO, layout, random_state_dict
 
 import archspec
 from archspec.cli import main
@@ -421,3 +421,45 @@ def test_a_wholly_renamed_model_of_many_layers_is_reported_in_bounded_time(tmp_p
                                           "they have 'body.blocks.0.fc.weight'")
     assert all(e.message.split("'")[1].replace("stack.", "body.blocks.") ==
                e.message.split("'")[3] for e in problems)
+
+
+# ---- torchvision's weights in the zoo (values stand in for the download tests must not make) --
+
+@pytest.mark.parametrize("name", ["squeezenet1_1", "googlenet", "alexnet"])
+def test_torchvisions_weights_load_strictly_into_the_zoo_spec(name):
+    spec_file, params = ZOO[name]
+    state = random_state_dict(name, seed=11)  # torchvision's keys, shapes and order
+    model = archspec.compile(archspec.load(ROOT / spec_file, params=params), state_dict=state)
+    loaded = model.state_dict()
+    assert list(loaded) == list(state)
+    assert all(torch.equal(loaded[key], tensor) for key, tensor in state.items())
+
+
+RESNET = ROOT / "specs" / "resnet.yaml"
+
+
+@pytest.mark.skipif(not RESNET.exists(), reason="specs/resnet.yaml (the zoo's family spec) to come")
+def test_torchvisions_resnet50_weights_fine_tune_with_a_new_10_class_head(tmp_path):
+    pretrained, weights = random_state_dict("resnet50", seed=2), tmp_path / "resnet50.pt"
+    torch.save(pretrained, weights)
+    net = archspec.load(RESNET, params={"depth": 50, "classes": 10})
+    with pytest.raises(archspec.WeightsError) as excinfo:
+        archspec.compile(net, state_dict=weights)
+    assert [e.message for e in errors_of(excinfo)] == [
+        f"'fc.weight' is [1000, 2048] in the weights '{weights}' but [10, 2048] in the spec",
+        f"'fc.bias' is [1000] in the weights '{weights}' but [10] in the spec"]
+    assert {e.layer for e in errors_of(excinfo)} == {"fc"}
+
+    model = archspec.compile(net, state_dict=weights, skip=["fc"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in pretrained.items() if not k.startswith("fc."))
+    assert before["fc.weight"].shape == (10, 2048)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith("fc.")
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.eval()  # the frozen backbone's batch-norm statistics stay as loaded
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)), torch.tensor([3, 7]))
+    loss.backward()
+    optimizer.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"fc.weight", "fc.bias"}
