@@ -110,6 +110,7 @@ class Analysis:
     warnings: list[Diagnostic] = field(default_factory=list)  # valid, but likely not meant
     optimizer: str = "adam"   # for the training-step estimate: sgd, momentum or adam
     _saved: dict[str, int] | None = field(default=None, repr=False)
+    _inplace: Any = field(default=None, repr=False, compare=False)  # memory.InplacePlan
     omitted: int = 0  # errors found past MAX_KEPT, counted only
     _totals: dict[tuple[str, int], int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -166,11 +167,30 @@ class Analysis:
     def flops(self) -> int:
         return 2 * self.macs
 
+    @property
+    def inplace_layers(self) -> frozenset[str]:
+        """Layers the PyTorch back end runs in place, overwriting their first input
+        (archspec.memory.InplacePlan)."""
+        return frozenset(name for name in self.layers if self.runs_inplace(name))
+
+    def runs_inplace(self, name: str) -> bool:
+        if self._inplace is None:
+            from .memory import InplacePlan
+            self._inplace = InplacePlan(self.network)
+        return self._inplace.runs_inplace(self, name)
+
+    def aliases_input(self, info: LayerInfo, training: bool) -> bool:
+        """The layer's output shares its first input's storage: a view, an identity, or a layer
+        run in place."""
+        node = self.network.nodes[info.name]
+        return node.kind.aliases_input(node.cfg, info.input_shapes, training) or \
+            self.runs_inplace(info.name)
+
     def output_bytes(self, info: LayerInfo) -> int:
         """New memory the layer's output takes in inference: 0 for a view or an identity (a
-        flatten, a projection not needed, dropout in eval), which shares its input's storage."""
-        node = self.network.nodes[info.name]
-        if node.kind.aliases_input(node.cfg, info.input_shapes, False):
+        flatten, a projection not needed, dropout in eval) or a layer run in place, which
+        share their input's storage."""
+        if self.aliases_input(info, False):
             return 0
         return shapes.product(info.output_shape) * self.batch_size * self.dtype_bytes
 

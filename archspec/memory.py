@@ -37,12 +37,54 @@ def layer_storages(analysis, training: bool) -> Storages:
     nbytes = {INPUT: shapes.product(analysis.input_shape) * value_bytes}
     for name, info in analysis.layers.items():
         node = analysis.network.nodes[name]
-        if node.kind.aliases_input(node.cfg, info.input_shapes, training):
+        if analysis.aliases_input(info, training):
             of[name] = of[node.inputs[0]]
         else:
             of[name] = name
             nbytes[name] = shapes.product(info.output_shape) * value_bytes
     return Storages(of, nbytes)
+
+
+class InplacePlan:
+    """Which layers the PyTorch back end runs in place (a ReLU on a batch norm's output, a
+    residual add into the body's last output): those whose kind can, where no one else needs
+    the first input's storage. Nothing else reads that storage (each value sharing it has exactly
+    one consumer, the next in the chain, and is no network output nor the network input), and
+    no layer producing it keeps its output for its backward (a ReLU's output may not be
+    overwritten; a batch norm keeps its input, so its output may). A layer's answer depends only
+    on the layers before it, so the analysis can ask while it runs."""
+
+    def __init__(self, network):
+        self.nodes, self.outputs = network.nodes, set(network.outputs)
+        self.uses: dict[str, int] = {}
+        for node in self.nodes.values():
+            for value in node.data_inputs:  # a shape-only input is never read
+                self.uses[value] = self.uses.get(value, 0) + 1
+        self.decided: dict[str, bool] = {}
+
+    def runs_inplace(self, analysis, name: str) -> bool:
+        if name not in self.decided:
+            node = self.nodes[name]
+            self.decided[name] = node.kind.inplace_capable and \
+                self.overwritable(analysis, node.inputs[0])
+        return self.decided[name]
+
+    def overwritable(self, analysis, value: str) -> bool:
+        while value != INPUT and value not in self.outputs and self.uses.get(value) == 1:
+            node, info = self.nodes[value], analysis.layers.get(value)
+            if info is None or self.keeps_output(node, info):
+                return False
+            if not (any(node.kind.aliases_input(node.cfg, info.input_shapes, training)
+                        for training in (False, True)) or self.runs_inplace(analysis, value)):
+                return True
+            value = node.inputs[0]
+        return False
+
+    @staticmethod
+    def keeps_output(node, info) -> bool:
+        grad = GradFlow((True,) * len(node.inputs), params=True)
+        return any(s.tensor == "output" for s in node.kind.saved(
+            node.cfg, info.input_shapes, info.output_shape, grad))
 
 
 @dataclass

@@ -168,19 +168,6 @@ def test_a_kind_without_a_memory_rule_cannot_register():
     assert "no_rule_kind" not in REGISTRY
 
 
-def test_inplace_kind_aliases_its_input_and_still_matches_pytorch(monkeypatch):
-    """The rule follows the lowering: a kind built in place shares its input's storage."""
-    kind = REGISTRY["relu"]
-    monkeypatch.setattr(type(kind), "inplace", True)
-    cfg = kind.Config.model_validate({"type": "relu"})
-    module = kind.build_torch(cfg, [(3, 4)], (3, 4))
-    assert module.inplace
-    x = torch.randn(2, 3, 4, requires_grad=True) * 1  # not a leaf: in-place is allowed
-    got = measured(module, [x], set())
-    assert got == [("in0", 2 * 3 * 4 * 4), ("output storage", 2 * 3 * 4 * 4)]
-    assert declared(kind, cfg, [(3, 4)], (3, 4), GradFlow((True,), False), 4, 2) == got
-
-
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_transposed_conv_output_takes_its_own_size(dtype, threads):

@@ -123,9 +123,11 @@ layers:
 """
     analysis = archspec.analyze(archspec.loads(spec))
     zero = {name for name, info in analysis.layers.items() if analysis.output_bytes(info) == 0}
-    assert zero == {"res1.shortcut", "drop1", "flatten1"}
-    # input, conv output and add output (32 values each) and the 3 outputs, 4 bytes each
-    assert analysis.activation_bytes == (3 * 32 + 3) * 4
+    # and the residual add runs in place, into the conv's output that nothing else reads
+    assert zero == {"res1.shortcut", "drop1", "flatten1", "res1.add"}
+    # input and conv output (32 values each; the add's sum is written into the latter) and
+    # the 3 outputs, 4 bytes each
+    assert analysis.activation_bytes == (2 * 32 + 3) * 4
     assert analysis.inference_peak_bytes == measure_inference_peak(analysis)
 
 

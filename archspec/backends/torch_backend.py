@@ -128,12 +128,15 @@ def compile_network(analysis: Analysis, *, device="cpu",
     device = usable_device(device)
     check_fits(analysis, device, max_memory)
     modules: dict[str, nn.Module] = {}
+    inplace = analysis.inplace_layers
     graph = fx.Graph()
     values = {INPUT: graph.placeholder("x")}
     with torch.device(device):
         for node in net.nodes.values():
             info = analysis.layers[node.name]
             module = node.kind.build_torch(node.cfg, info.input_shapes, info.output_shape)
+            if node.name in inplace:  # ReLU, ReLU6 and Add read the flag on every call
+                module.inplace = True
             if not node.cfg.trainable:
                 module.requires_grad_(False)
             modules[node.name] = module

@@ -99,11 +99,21 @@ class Concat(nn.Module):
 
 
 class Add(nn.Module):
+    """The sum of the inputs; inplace: into the first (the analysis decides where that is
+    safe), else into a new tensor."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, *xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
+        out = xs[0] if self.inplace else xs[0] + xs[1]
+        for x in xs[1 if self.inplace else 2:]:
+            out += x
         return out
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class Multiply(nn.Module):

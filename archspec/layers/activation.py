@@ -8,8 +8,9 @@ from pydantic import Field, create_model
 from .base import (DIM_DOC, SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, Real, register,
                    sample_axis)
 
-# torch.nn classes that take inplace=...; a kind with inplace = True is built that way
-INPLACE_CAPABLE = {"ReLU", "LeakyReLU", "ReLU6", "ELU", "SiLU", "Hardswish", "Hardsigmoid"}
+# run in place where safe, as torchvision does; ReLU's backward needs only its result (an
+# in-place ReLU6 saves a copy of its input: no saving; the others need their input or a slope)
+INPLACE_CAPABLE = {"ReLU"}
 
 # name -> (torch.nn class, what its backward keeps, extra fields {field: (type, default)});
 # "output" for the ops whose derivative PyTorch writes with the result (relu, sigmoid, tanh,
@@ -42,7 +43,7 @@ class _Activation(LayerKind):
         return [SAVES_OUTPUT if self.keeps == "output" else SAVES_INPUT]
 
     def aliases_input(self, cfg, inputs, training):
-        return self.keeps is None or (self.inplace and self.torch_name in INPLACE_CAPABLE)
+        return self.keeps is None
 
     def output_shape(self, cfg, inputs):
         if getattr(cfg, "dim", None) is not None:
@@ -52,8 +53,6 @@ class _Activation(LayerKind):
     def build_torch(self, cfg, inputs, output):
         import torch.nn as nn
         extra = cfg.model_dump(exclude={"type", "name", "from_", "trainable"})
-        if self.inplace and self.torch_name in INPLACE_CAPABLE:
-            extra["inplace"] = True
         return getattr(nn, self.torch_name)(**extra)  # dim counts as in PyTorch
 
 
@@ -61,4 +60,6 @@ for _name, (_torch_name, _keeps, _fields) in ACTIVATIONS.items():
     _config = create_model(f"{_torch_name}Config", __base__=LayerConfig,
                            type=(Literal[_name], ...), **_fields)
     register(type(_torch_name, (_Activation,), {"name": _name, "Config": _config,
-                                                 "torch_name": _torch_name, "keeps": _keeps}))
+                                                 "torch_name": _torch_name, "keeps": _keeps,
+                                                 "inplace_capable": _torch_name in
+                                                 INPLACE_CAPABLE}))

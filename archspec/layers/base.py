@@ -136,7 +136,9 @@ class LayerKind:
         raise NotImplementedError(self.name)
 
     # ---- memory: every kind states what its PyTorch lowering keeps (register checks) --------
-    inplace: ClassVar[bool] = False     # the torch builder applies it in place (output = input)
+    # the back end may overwrite the first input with the result, where nothing else needs it
+    # (archspec.memory.inplace_layers decides, per layer)
+    inplace_capable: ClassVar[bool] = False
 
     def saved(self, cfg: Any, inputs: list[Shape], output: Shape, grad: GradFlow) -> list[Saved]:
         """Tensors autograd keeps for this layer's backward in train mode (parameters and
@@ -144,9 +146,9 @@ class LayerKind:
         raise NotImplementedError(self.name)
 
     def aliases_input(self, cfg: Any, inputs: list[Shape], training: bool) -> bool:
-        """True when the output shares its (first) input's storage: a view, an identity, an
-        in-place op."""
-        return self.inplace
+        """True when the output shares its (first) input's storage: a view or an identity (a
+        layer run in place aliases its input too: Analysis.aliases_input)."""
+        return False
 
 
 REGISTRY: dict[str, LayerKind] = {}

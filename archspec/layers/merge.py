@@ -66,6 +66,7 @@ class AddConfig(LayerConfig):
 class Add(_Merge):
     name = "add"
     Config = AddConfig
+    inplace_capable = True  # `out += identity`, as torchvision writes a residual block
 
     def output_shape(self, cfg, inputs):
         if len(set(inputs)) > 1:

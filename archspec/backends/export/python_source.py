@@ -258,6 +258,8 @@ class _Writer:
         if isinstance(module, tm.Concat):
             self.imports.add("torch")
             return "torch.cat([", args, f"], dim={module.dim})"
+        if isinstance(module, tm.Add) and module.inplace:  # into the first, as compiled
+            return args[0], ["".join(f".add_({arg})" for arg in args[1:])], ""
         if isinstance(module, (tm.Add, tm.Multiply)):
             return "", [(" + " if isinstance(module, tm.Add) else " * ").join(args)], ""
         if isinstance(module, tm.GlobalPool):
