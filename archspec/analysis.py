@@ -319,7 +319,8 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
 def report_once(result: Analysis, diagnostic: Diagnostic, seen: dict[tuple, Diagnostic]) -> None:
     """Copies of a layer failing the same way at the same place count as one, and past
     MAX_KEPT errors are only counted: a big spec's report stays linear."""
-    key = (diagnostic.line, diagnostic.column, diagnostic.message, tuple(diagnostic.notes))
+    key = (diagnostic.file, diagnostic.line, diagnostic.column, diagnostic.message,
+           tuple(diagnostic.notes))
     if key in seen:
         seen[key].repeats += 1
     elif len(result.errors) >= MAX_KEPT:
@@ -342,7 +343,7 @@ def unused_outputs(network: Network) -> list[Diagnostic]:
                 notes=node.context, hint=f"list it in 'outputs:' to return it as well (outputs: "
                 f"[{', '.join(network.outputs + [node.name])}]), read it with 'from:', or remove it")
             warning.severity = "warning"
-            by_place.setdefault((warning.line, warning.column), []).append(warning)
+            by_place.setdefault((warning.file, warning.line, warning.column), []).append(warning)
     for same in by_place.values():
         if len(same) > 1:
             same[0].notes.append(f"so are the outputs of {len(same) - 1} more copies written here "

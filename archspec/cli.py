@@ -122,17 +122,24 @@ def read_lines(file: str | None) -> list[str] | None:
     return None
 
 
+def sources_of(exc: SpecError):
+    """The SpecSources of the spec a SpecError is about, when known."""
+    return exc.sources if exc.sources is not None else \
+        exc.partial.network.source if exc.partial is not None else None
+
+
 def print_diagnostics(diagnostics: list[Diagnostic], err, omitted: int = 0,
-                      severity: str = "error") -> None:
-    """The first MAX_SHOWN diagnostics with their source lines (each file read once), then
-    how many there are."""
+                      severity: str = "error", sources=None) -> None:
+    """The first MAX_SHOWN diagnostics with their source lines (from the text that was loaded,
+    each file's own: `sources`; else read from the file, once), then how many there are."""
     sys.stdout.flush()  # a partial table on stdout comes before the errors
-    sources: dict[str | None, list[str] | None] = {}
+    lines: dict[str | None, list[str] | None] = {}
     shown = diagnostics[:MAX_SHOWN]
     for d in shown:
-        if d.file not in sources:
-            sources[d.file] = read_lines(d.file)
-        err.print(d.format(sources[d.file]), highlight=False, markup=False, soft_wrap=True)
+        if d.file not in lines:
+            known = getattr(sources, "lines_of", lambda file: None)(d.file)
+            lines[d.file] = known if known is not None else read_lines(d.file)
+        err.print(d.format(lines[d.file]), highlight=False, markup=False, soft_wrap=True)
     n = len(diagnostics) + omitted
     more = f" ({n - len(shown):,} more not shown)" if n > len(shown) else ""
     err.print(f"{n:,} {severity}{'s' if n != 1 else ''}{more}",
@@ -167,7 +174,8 @@ def reported():
     try:
         yield
     except SpecError as exc:
-        print_diagnostics(exc.diagnostics, make_console(stderr=True), exc.omitted)
+        print_diagnostics(exc.diagnostics, make_console(stderr=True), exc.omitted,
+                          sources=sources_of(exc))
         sys.exit(1)
     except InternalError as exc:
         internal_failure(exc)
@@ -182,6 +190,12 @@ def refuse_overwrite(spec: str, output: str) -> None:
     if STDIO not in (spec, output) and Path(output).resolve() == Path(spec).resolve():
         raise SpecError(Diagnostic("refusing to overwrite the input spec", file=spec,
                                    hint="choose another output file"))
+
+
+def refuse_overwrite_imports(network, output: str) -> None:
+    """The files a spec imports are its input too."""
+    for path in getattr(network.source, "paths", ()):
+        refuse_overwrite(path, output)
 
 
 # ---- files: specs in, checkpoints and pictures out (the rules are archspec.fileio's) ----------
@@ -300,14 +314,15 @@ def check(specs, as_json, batch_size, dtype, optimizer, reader):
             else:
                 if exc.partial is not None:
                     print_report(exc.partial, out, partial=True)
-                print_diagnostics(exc.diagnostics, err, exc.omitted)
+                print_diagnostics(exc.diagnostics, err, exc.omitted, sources=sources_of(exc))
             continue
         if as_json:
             results.append(dict(analysis.to_json(), file=spec, valid=True, error_count=0))
         else:
             print_report(analysis, out)
             if analysis.warnings:  # shown, but the spec is valid: the exit status stays 0
-                print_diagnostics(analysis.warnings, err, severity="warning")
+                print_diagnostics(analysis.warnings, err, severity="warning",
+                                  sources=analysis.network.source)
             if len(specs) > 1:
                 out.print()
     if as_json:
@@ -363,6 +378,7 @@ def build_checkpoint(network, spec: str, output: str, device: str, max_memory: i
     analysis = analyze(network)
     if device != "meta":
         refuse_overwrite(spec, output)
+        refuse_overwrite_imports(network, output)
         target = output_target(output)
         if target.how == "atomic":
             check_space(output, os.path.dirname(target.path) or ".",
@@ -406,7 +422,9 @@ def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot
     with reported():
         refuse_overwrite(spec, output)
         output_target(output)  # refuse a directory or a device before drawing
-        analysis = analyze(reader.read(spec))
+        network = reader.read(spec)
+        refuse_overwrite_imports(network, output)
+        analysis = analyze(network)
         data = render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
                       rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
     size = len(data.encode("utf-8") if isinstance(data, str) else data)
@@ -494,6 +512,7 @@ def export_command(spec, target, output, max_memory, weights, skip, reader):
         from .fileio import output_target
         output_target(output)  # refuse a directory or a device before any work
         network = reader.read(spec)
+        refuse_overwrite_imports(network, output)
         analysis = analyze(network)
         require_torch()
         written = export_analysis(analysis, target, output,

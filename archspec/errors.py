@@ -102,6 +102,7 @@ class SpecError(ArchspecError):
         self.partial = partial
         self.omitted = omitted  # further errors found but not kept (past MAX_KEPT)
         self.spec_name: str | None = None
+        self.sources: Any = None  # the spec's SpecSources, for source excerpts, when known
         self.message = "\n".join(d.format() for d in diagnostics[:MAX_SHOWN])
         self.hint = None
         Exception.__init__(self, self.message)

@@ -1,6 +1,6 @@
 """Checkpoints: a plain dict {format, spec text, state_dict} saved with torch.save, so that
 torch.load(weights_only=True) reads it without running code, and the spec inside documents the
-model. A checkpoint is untrusted input: every way it can be wrong ends in CheckpointError, and
+model. The spec is the resolved one (imports inlined), so the file reloads alone. A checkpoint is untrusted input: every way it can be wrong ends in CheckpointError, and
 its spec is checked against its tensors on the meta device before a byte is allocated."""
 from __future__ import annotations
 
@@ -59,9 +59,11 @@ def load_checkpoint(path: str | os.PathLike, *, device="cpu", max_memory: int | 
     that is not a readable regular file, SpecError when the model would not fit in memory."""
     name = os.fspath(path)
     spec, state = _read(path, name)
-    from .. import analyze, loads
-    try:
-        analysis = analyze(loads(spec, limits=limits, filename=f"<spec in {name}>"))
+    from .. import analyze
+    from ..frontend import loads
+    try:  # the resolved spec stands alone: an import would read files beside the checkpoint
+        analysis = analyze(loads(spec, limits=limits, filename=f"<spec in {name}>",
+                                 imports=False))
     except SpecError as exc:
         raise CheckpointError(f"the spec inside '{name}' is not valid:\n{exc.message}",
                               MAKE_ONE) from exc

@@ -680,10 +680,11 @@ def render(analysis: Analysis, output: str | os.PathLike | None = None, *,
     or cannot be written (archspec.fileio's output rule); then no file is written."""
     fmt = output_format(output, format)
     if output is not None:
-        spec_file = getattr(analysis.network.source, "file", None)
-        if spec_file and Path(spec_file).is_file() and \
-                Path(output).resolve() == Path(spec_file).resolve():
-            raise RenderError(f"refusing to overwrite the input spec '{spec_file}'")
+        source = analysis.network.source
+        for spec_file in [getattr(source, "file", None), *getattr(source, "paths", ())]:
+            if spec_file and Path(spec_file).is_file() and \
+                    Path(output).resolve() == Path(spec_file).resolve():
+                raise RenderError(f"refusing to overwrite the input spec '{spec_file}'")
     model = build_model(analysis, depth=depth, fold=fold, params=params,
                         edge_labels=edge_labels, title=title)
     if fmt != "dot":

@@ -15,8 +15,10 @@ from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
 from . import params as spec_params
 from .expand import Expander, Scope
+from .imports import resolve_imports
 from .messages import canonical_type_name
-from .yaml_loader import Limits, load_yaml, load_yaml_file, load_yaml_stream
+from .sources import SpecSources
+from .yaml_loader import Limits, SourceMap, load_yaml, load_yaml_file, load_yaml_stream
 
 BLOCK_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a type name, and the stem of its instances' names
 MAX_DIM = 10 ** 9  # per input dim: larger is certainly a typo, and keeps products sane
@@ -63,17 +65,27 @@ def load(path: str | os.PathLike, *, limits: Limits = Limits(), filename: str | 
             "no such spec file: the path given is several lines long", file="<path>",
             hint="to read YAML text, use archspec.loads(text)"))
     data, smap = load_yaml_file(path, limits, display_name=name)
-    return named_build(data, smap, params, params_from)
+    try:
+        info = os.stat(path)
+        identity = (info.st_dev, info.st_ino)
+    except OSError:
+        identity = None
+    return named_build(data, smap, limits, os.path.dirname(os.fspath(path)), identity, params,
+                       params_from)
 
 
 @collector_paused()
 def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>",
-          params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
-    """Parse and expand a spec given as YAML text (never a path); raises SpecError."""
+          params: dict[str, Any] | None = None, params_from: str = "params=",
+          imports: bool = True) -> Network:
+    """Parse and expand a spec given as YAML text (never a path); raises SpecError. Its imports
+    are relative to the folder of `filename`, or to the working folder for a name in <...>;
+    imports=False refuses them (a checkpoint's spec stands alone)."""
     if not isinstance(text, (str, bytes)):
         raise TypeError(f"loads() takes YAML text (str or bytes), not {type(text).__name__}")
     data, smap = load_yaml(text, filename, limits)
-    return named_build(data, smap, params, params_from)
+    return named_build(data, smap, limits, _text_base(filename) if imports else None, None,
+                       params, params_from)
 
 
 @collector_paused()
@@ -81,28 +93,41 @@ def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = 
                 params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
     """Parse and expand a spec read from a binary stream (standard input) within the size limit."""
     data, smap = load_yaml_stream(stream, limits, filename)
-    return named_build(data, smap, params, params_from)
+    return named_build(data, smap, limits, _text_base(filename), None, params, params_from)
 
 
-def named_build(data: Any, smap, params: dict[str, Any] | None = None,
+def _text_base(filename: str) -> str:
+    """The folder a text's imports are relative to."""
+    return "" if filename.startswith("<") else os.path.dirname(filename)
+
+
+def named_build(data: Any, smap: SourceMap, limits: Limits, base: str | None,
+                identity: tuple[int, int] | None = None, params: dict[str, Any] | None = None,
                 params_from: str = "params=") -> Network:
-    """build_network, with the spec's name on its SpecError when the spec has one (--json)."""
+    """The spec's imports resolved, then build_network; the spec's name and its sources go
+    on its SpecError (for --json, and for the CLI's source excerpts)."""
+    sources = SpecSources(smap, data)
     try:
-        return build_network(data, smap, params, params_from)
+        data = resolve_imports(data, sources, limits, base, identity)
+        return build_network(data, sources, params, params_from)
     except SpecError as exc:
         name = data.get("name") if isinstance(data, dict) else None
         exc.spec_name = name if isinstance(name, str) else None
+        exc.sources = sources
         raise
 
 
-def build_network(data: Any, smap, params: dict[str, Any] | None = None,
+def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, Any] | None = None,
                   params_from: str = "params=") -> Network:
+    if isinstance(smap, SourceMap):
+        smap = SpecSources(smap, data)
     if not isinstance(data, dict):
         raise SpecError(smap.diagnostic((), "a spec must be a mapping with name, input and layers",
                                         hint="start with 'name: mynet', 'input: [3, 32, 32]', "
                                              "'layers:'"))
     # The one place where parameters are bound; the input shape may use them.
     values = spec_params.bind(data.get("params"), params, smap, params_from)
+    smap.bound(values, set_from_outside=bool(params))
     probe = Expander(smap, {}, values=values)
     if "input" in data:
         data = dict(data, input=probe.substituted(data["input"], ("input",), values,

@@ -125,7 +125,7 @@ class Expander:
         repeats). `hint` may be a function, called only for a problem not seen before."""
         notes = list(notes) + (scope.context if scope else [])
         position = (self.source.key_position if at_key else self.source.position)(path)
-        key = (position, message, tuple(notes))  # not the copy's name
+        key = (self.source.file_of(path), position, message, tuple(notes))  # not the copy's name
         seen = self.reported.get(key)
         if seen is not None:
             seen.repeats += 1
@@ -671,10 +671,10 @@ class Expander:
         try:
             return param_expr.substitute(data, values)
         except param_expr.ExpressionError as exc:
-            where = self.source.position(use_path) if block_name else None
+            note = self.source.use_note(block_name, self.blocks_path + (block_name,), use_path)
             self.error(path + exc.path, str(exc), scope=scope,
                        hint=exc.hint or "write '$name' or arithmetic such as '$width * 2'",
-                       notes=[f"in block '{block_name}' used at line {where[0]}"] if where else [])
+                       notes=[note] if block_name else [])
             return None
 
     # ---- user-defined blocks -----------------------------------------------------------
@@ -719,9 +719,7 @@ class Expander:
         if layers is None:
             return None
         start = self.use_input(use)
-        where = self.source.position(path)
-        context = f"in block '{block_name}' used at line {where[0]}" if where else \
-            f"in block '{block_name}'"
+        context = self.source.use_note(block_name, def_path, path)
         inline = use.inline or item.get("inline") is True
         self.instantiating.append(block_name)
         try:

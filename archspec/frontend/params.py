@@ -97,7 +97,7 @@ def bind(declared: Any, given: Mapping[str, Any] | None, smap, origin: str = "pa
                 value = _outside_value(given[name], value)
             except ValueError as exc:
                 line, column = smap.key_position(where) or (None, None)
-                at = f"{smap.file}:{line}:{column}" if line else smap.file
+                at = f"{smap.file_of(where)}:{line}:{column}" if line else smap.file_of(where)
                 diagnostics.append(smap.diagnostic(
                     where, f"parameter '{name}' {exc} from {origin}); it is declared at {at}",
                     at_key=True, hint=_type_hint(name, value, origin)))

@@ -71,12 +71,10 @@ except ImportError:  # PyYAML built without libyaml
 
 # YAML 1.1 only reads a number as a float when it has a dot and a signed exponent, so `1e-3`,
 # `1E5` and `2.5e3` would stay strings; scientific notation is too common in specs for that.
+SCIENTIFIC_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
 for _loader in {_SpecLoader, _PySpecLoader}:
-    _loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
-        list("-+0123456789."),
-    )
+    _loader.add_implicit_resolver("tag:yaml.org,2002:float", SCIENTIFIC_FLOAT,
+                                  list("-+0123456789."))
 
 # libyaml 0.2.6 (in PyYAML 6.0.4) stops at its own nesting limit of 1000 levels, and its scanner
 # reads up to 1024 characters ahead, so a deep flow collection hits that limit before we see the
@@ -105,6 +103,8 @@ class Limits:
     max_nodes: int = 1_000_000  # nodes produced after alias expansion (billion laughs defence)
     max_int_digits: int = 30  # integers longer than this are refused before conversion
     max_scalar_chars: int = 100_000  # a single scalar longer than this is refused
+    max_files: int = 64  # files one spec reads (itself and its imports); max_bytes and
+    # max_nodes bound all of them together
 
 
 def _limit_hint(field: str, what: str) -> str:
@@ -129,6 +129,7 @@ class SourceMap:
         self.file = file
         self.lines: list[str] = lines if lines is not None else []
         self.text = text  # the whole source, kept for checkpoints (None when not known)
+        self.nodes = 0  # YAML nodes built so far for the spec, this file included (max_nodes)
         self._values: dict[Path, tuple[int, int]] = {}
         self._keys: dict[Path, tuple[int, int]] = {}
         self._aliases: dict[Path, _Alias] = {}
@@ -165,6 +166,14 @@ class SourceMap:
         """(line, column) of the mapping key whose value is at path; else position(path)."""
         found = self._find(self._keys, tuple(path), math.inf)
         return found if found is not None else self.position(path)
+
+    def file_of(self, path: Path) -> str:
+        return self.file
+
+    def use_note(self, block: str, definition: Path, use: Path) -> str:
+        """The note on what is inside an instance of a user block (see SpecSources)."""
+        where = self.position(use)
+        return f"in block '{block}' used at line {where[0]}" if where else f"in block '{block}'"
 
     def diagnostic(
         self,
@@ -236,7 +245,7 @@ class _Builder:
         self.anchors: dict[str, _Anchor] = {}
         self.anchor_marks: dict[str, Any] = {}
         self.open_anchors: set[str] = set()
-        self.nodes = 0
+        self.nodes = smap.nodes  # the spec's other files count too
         self.root: Any = None
         self.root_done = False
         self.shared = False  # some collection is referenced twice (through an alias)
@@ -679,10 +688,13 @@ def _syntax_error(exc: yaml.YAMLError, text: str, filename: str, lines: list[str
 # --------------------------------------------------------------------------- public API
 
 
-def load_yaml(source: str | bytes, filename: str = "<string>", limits: Limits = Limits()) -> tuple[Any, SourceMap]:
-    """Parse one YAML document safely; return (data, source map). Raises SpecError."""
+def load_yaml(source: str | bytes, filename: str = "<string>", limits: Limits = Limits(),
+              nodes_used: int = 0) -> tuple[Any, SourceMap]:
+    """Parse one YAML document safely; return (data, source map). Raises SpecError.
+    nodes_used: nodes the spec's other files took from the max_nodes limit."""
     text = _to_text(source, filename, limits)
     smap = SourceMap(filename, _LINE_BREAK.split(text), text)
+    smap.nodes = nodes_used
     # libyaml reports reader errors as byte offsets, the pure-Python reader as character offsets.
     byte_offsets = _CParser is not None and issubclass(_SpecLoader, _CParser)
     try:
@@ -691,7 +703,8 @@ def load_yaml(source: str | bytes, filename: str = "<string>", limits: Limits = 
         if not (byte_offsets and _LIBYAML_NESTING_LIMIT.search(str(getattr(exc, "problem", "")))):
             _syntax_error(exc, text, filename, smap.lines, byte_offsets)
     # Only libyaml's nesting limit gets here: our own depth check, located, from the Python parser.
-    smap = SourceMap(filename, smap.lines)
+    smap = SourceMap(filename, smap.lines, text)
+    smap.nodes = nodes_used
     try:
         return _parse(_PySpecLoader, text, limits, smap), smap
     except yaml.YAMLError as exc:
@@ -702,7 +715,10 @@ def _parse(loader_class: type, text: str, limits: Limits, smap: SourceMap) -> An
     loader = None
     try:
         loader = loader_class(text)  # the pure-Python reader already checks characters here
-        return _Builder(loader, limits, smap).document()
+        builder = _Builder(loader, limits, smap)
+        data = builder.document()
+        smap.nodes = builder.nodes
+        return data
     finally:
         if loader is not None:
             loader.dispose()
