@@ -5,6 +5,7 @@ without the imported files."""
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -373,3 +374,84 @@ def test_an_imported_file_is_never_overwritten(tmp_path, command):
     assert result.exit_code == 1
     assert f"{lib}: error: refusing to overwrite the input spec" in result.stderr
     assert lib.read_text() == UNIT
+
+
+# --------------------------------------------------------------------------- params
+
+WIDTHS = """\
+params:
+  width: 4
+  wide: "$width * 2"
+blocks:
+  unit:
+    params: {c: "$width"}
+    layers:
+      - {type: conv, out_channels: $c, kernel_size: 3, padding: 1}
+"""
+
+USES_PARAMS = """\
+name: net
+input: [3, 8, 8]
+imports:
+  - {file: lib/widths.yaml}
+params:
+  classes: "$wide + 2"
+layers:
+  - {type: unit}
+  - flatten
+  - {type: dense, out_features: $classes}
+"""
+
+
+def test_imported_params_come_first_and_set_reaches_them(tmp_path):
+    spec = write(tmp_path, {"net.yaml": USES_PARAMS, "lib/widths.yaml": WIDTHS})
+    net = archspec.load(spec)
+    assert net.params == {"width": 4, "wide": 8, "classes": 10}
+    # conv 3->4 (3*4*9 + 4 = 112), dense 4*8*8 -> 10 (256*10 + 10 = 2570)
+    assert archspec.analyze(net).params == 112 + 2570
+    net = archspec.frontend.load(spec, params={"width": 2})
+    assert net.params == {"width": 2, "wide": 4, "classes": 6}
+
+
+def test_a_wrong_set_value_names_the_imported_declaration(tmp_path):
+    spec = write(tmp_path, {"net.yaml": USES_PARAMS, "lib/widths.yaml": WIDTHS})
+    lib = tmp_path / "lib" / "widths.yaml"
+    [d] = errors(spec, params={"width": "four"})
+    assert (d.file, d.line, d.column) == (str(lib), 2, 3)
+    assert d.message.startswith("parameter 'width'") and f"declared at {lib}:2:3" in d.message
+
+
+def test_a_param_clash_is_located(tmp_path):
+    spec = write(tmp_path, {"net.yaml": USES_PARAMS.replace("  classes:", "  width: 3\n  classes:"),
+                            "lib/widths.yaml": WIDTHS})
+    d = one_error(spec)
+    assert (d.file, d.line, d.column) == (str(spec), 6, 3)
+    assert d.message == f"param 'width' is defined twice: at {tmp_path / 'lib' / 'widths.yaml'}" \
+                        f":2:3 and at {spec}:6:3"
+
+
+def test_a_checkpoint_built_with_set_stores_the_bound_values(tmp_path):
+    torch = pytest.importorskip("torch")
+    spec = write(tmp_path, {"net.yaml": USES_PARAMS, "lib/widths.yaml": WIDTHS})
+    out = tmp_path / "net.pt"
+    result = CliRunner().invoke(main, ["build", str(spec), "--set", "width=2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    shutil.rmtree(tmp_path / "lib")
+    text = torch.load(out, weights_only=True)["spec"]
+    assert load_yaml(text)[0]["params"] == {"width": 2, "wide": 4, "classes": 6}
+    model = archspec.load_checkpoint(out)
+    # conv 3->2 (3*2*9 + 2 = 56), dense 2*8*8 -> 6 (128*6 + 6 = 774)
+    assert sum(p.numel() for p in model.parameters()) == 56 + 774
+
+
+def test_a_one_file_spec_built_with_set_stores_the_bound_values(tmp_path):
+    torch = pytest.importorskip("torch")
+    spec = write(tmp_path, {"net.yaml": "name: n\ninput: [4]\nparams: {n: 3}\n"
+                                        "layers: [{type: dense, out_features: $n}]\n"})
+    out = tmp_path / "n.pt"
+    assert CliRunner().invoke(main, ["build", str(spec), "--set", "n=5", "-o", str(out)]).exit_code == 0
+    model = archspec.load_checkpoint(out)
+    assert model.state_dict()["dense1.weight"].shape == (5, 4)
+    plain = tmp_path / "plain.pt"  # without --set, the file as written (comments and all)
+    assert CliRunner().invoke(main, ["build", str(spec), "-o", str(plain)]).exit_code == 0
+    assert torch.load(plain, weights_only=True)["spec"] == spec.read_text()
