@@ -113,6 +113,7 @@ class Analysis:
     _inplace: Any = field(default=None, repr=False, compare=False)  # memory.InplacePlan
     omitted: int = 0  # errors found past MAX_KEPT, counted only
     _totals: dict[tuple[str, int], int] = field(default_factory=dict, repr=False, compare=False)
+    _graph: Any = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -226,6 +227,15 @@ class Analysis:
     def inference_peak_bytes(self) -> int:
         from .memory import inference_peak_bytes
         return inference_peak_bytes(self)
+
+    @property
+    def graph(self):
+        """The network as a networkx DiGraph annotated with this analysis (archspec.graph):
+        nodes carry shape, counts, MACs and receptive field; edges the shape and a skip flag."""
+        if self._graph is None:
+            from .graph import annotated_graph
+            self._graph = annotated_graph(self)
+        return self._graph
 
     @property
     def param_bytes(self) -> int:

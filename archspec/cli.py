@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -401,7 +402,12 @@ def build_checkpoint(network, spec: str, output: str, device: str, max_memory: i
                    "box, 1 opens top-level blocks only (default: every block, every layer).")
 @click.option("--fold/--no-fold", default=True, show_default=True,
               help="Draw consecutive identical collapsed blocks as one box marked 'x N'.")
+@click.option("--fuse", is_flag=True,
+              help="One box per conv or dense layer with the norm and activation after it "
+                   "('conv 3x3, 64 + BN + ReLU').")
 @click.option("--params", is_flag=True, help="Show every layer's parameter count.")
+@click.option("--edge-shapes", is_flag=True,
+              help="Write the tensor shape on every edge (default: on the edge leaving a block).")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB",
               show_default=True, help="Top to bottom or left to right.")
 @click.option("--dpi", type=click.IntRange(24, 1200), default=None,
@@ -410,23 +416,33 @@ def build_checkpoint(network, spec: str, output: str, device: str, max_memory: i
 @click.option("--dot", "dot_program", default=None, metavar="PATH",
               help="graphviz's dot program (default: $ARCHSPEC_DOT, else dot on the PATH).")
 @spec_options
-def diagram(spec, output, fmt, depth, fold, params, rankdir, dpi, no_legend, dot_program,
-            reader):
+def diagram(spec, output, fmt, depth, fold, fuse, params, edge_shapes, rankdir, dpi, no_legend,
+            dot_program, reader):
     """Draw SPEC as a block diagram with graphviz (SVG, PNG, PDF or DOT source).
 
     Boxes are layers coloured by family, clusters are blocks; dashed orange edges are skip
-    connections. The file is written only when drawing succeeded."""
+    connections. A drawing too long for a page is drawn with a warning that names a --depth
+    that fits. The file is written only when drawing succeeded."""
     from .analysis import analyze
-    from .backends.diagram import render
+    from .backends.diagram import DiagramTooLong, render
     from .fileio import output_target
-    with reported():
+    with reported(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DiagramTooLong)
         refuse_overwrite(spec, output)
         output_target(output)  # refuse a directory or a device before drawing
         network = reader.read(spec)
         refuse_overwrite_imports(network, output)
         analysis = analyze(network)
-        data = render(analysis, output, format=fmt, depth=depth, fold=fold, params=params,
-                      rankdir=rankdir.upper(), legend=not no_legend, dpi=dpi, dot=dot_program)
+        data = render(analysis, output, format=fmt, depth=depth, fold=fold, fuse=fuse,
+                      params=params, edge_shapes=edge_shapes, rankdir=rankdir.upper(),
+                      legend=not no_legend, dpi=dpi, dot=dot_program)
+    for warning in caught:
+        if isinstance(warning.message, DiagramTooLong):
+            click.echo(f"warning: {warning.message.message}", err=True)
+            click.echo(f"  hint: {warning.message.hint}", err=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     size = len(data.encode("utf-8") if isinstance(data, str) else data)
     click.echo(f"wrote {describe_output(output, size)}", file=status_stream(output))
 

@@ -50,15 +50,3 @@ class Network:
     outputs: list[str]
     source: Any                    # SourceMap of the spec text
     params: dict[str, Any] = field(default_factory=dict)  # the spec's parameters, as bound
-
-    def graph(self):
-        """networkx DiGraph: one node per layer plus 'input'; edges carry arg index and skip flag."""
-        import networkx as nx  # imported on use: it costs a tenth of a second
-        g = nx.DiGraph(name=self.name)
-        g.add_node(INPUT, shape=self.input_shape)
-        for node in self.nodes.values():
-            g.add_node(node.name, node=node)
-            for index, src in enumerate(node.inputs):
-                g.add_edge(src, node.name, index=index, skip=index in node.skip_inputs,
-                           shape_only=index >= len(node.data_inputs))
-        return g
