@@ -66,8 +66,11 @@ class Picture:
 
 
 def parse_svg(svg: str) -> Picture:
+    """Boxes, edges and clusters of a drawing; a cluster's title (a text node inside it, named
+    '<block> title') counts as the cluster's text, not as a box."""
     root = ET.fromstring(svg)
     pic = Picture(float(root.get("width", "0pt")[:-2]), float(root.get("height", "0pt")[:-2]))
+    titles: dict[str, list[str]] = {}
     for g in root.iter(NS + "g"):
         classes = set((g.get("class") or "").split())
         title = g.find(NS + "title")
@@ -75,13 +78,17 @@ def parse_svg(svg: str) -> Picture:
             continue
         item = Item(title.text or "", classes,
                     [t.text.strip() for t in g.iter(NS + "text") if t.text and t.text.strip()], g)
-        if "node" in classes:
+        if "title" in classes:
+            titles[f"cluster_{item.title.removesuffix(' title')}"] = item.texts
+        elif "node" in classes:
             assert item.title not in pic.nodes, f"two boxes for {item.title}"
             pic.nodes[item.title] = item
         elif "edge" in classes:
             pic.edges.append(item)
         elif "cluster" in classes:
             pic.clusters[item.title] = item
+    for cluster, texts in titles.items():
+        pic.clusters[cluster].texts.extend(texts)
     pic.texts = [t.text.strip() for t in root.iter(NS + "text") if t.text and t.text.strip()]
     return pic
 

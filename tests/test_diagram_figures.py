@@ -32,9 +32,10 @@ pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("ARCHSPEC_DOT") or "
 
 @dataclass
 class DotGraph:
-    nodes: dict[str, dict]                  # name -> attributes, as dot read them
-    edges: dict[tuple[str, str], dict]      # (tail, head) -> attributes
+    nodes: dict[str, dict]                  # box name -> attributes, as dot read them
+    edges: dict[tuple[str, str], dict]      # (tail, head) -> attributes (visible edges)
     clusters: dict[str, set[str]]           # cluster name -> the boxes inside it (deeply)
+    titles: dict[str, dict]                 # cluster name -> its title node
 
     def texts(self, node: str) -> list[str]:
         """The lines of a box's HTML label."""
@@ -53,10 +54,14 @@ def read_dot(source: str) -> DotGraph:
     data = json.loads(result.stdout)
     objects = data.get("objects", [])
     names = {o["_gvid"]: o["name"] for o in objects}
-    nodes = {o["name"]: o for o in objects if "nodes" not in o}
-    clusters = {o["name"]: {names[n] for n in o["nodes"]} for o in objects if "nodes" in o}
-    edges = {(names[e["tail"]], names[e["head"]]): e for e in data.get("edges", [])}
-    return DotGraph(nodes, edges, clusters)
+    titles = {f"cluster_{o['name'].removesuffix(' title')}": o for o in objects
+              if o.get("class") == "title"}
+    nodes = {o["name"]: o for o in objects if "nodes" not in o and o.get("class") != "title"}
+    clusters = {o["name"]: {names[n] for n in o["nodes"]} & set(nodes)
+                for o in objects if "nodes" in o}
+    edges = {(names[e["tail"]], names[e["head"]]): e for e in data.get("edges", [])
+             if e.get("style") != "invis"}
+    return DotGraph(nodes, edges, clusters, titles)
 
 
 def draw_dot(spec, **options) -> DotGraph:
@@ -204,3 +209,58 @@ def test_the_size_warning_in_python_and_not_for_dot_source():
         warnings.simplefilter("error")
         archspec.render(SPECS / "resnet18.yaml", format="dot")   # no layout, no warning
         archspec.render(SPECS / "lenet5.yaml", format="svg")     # 13 boxes fit a page
+
+
+# ---------------------------------------------------------------------------------- routing
+
+def _curve(pos: str) -> list[tuple[float, float]]:
+    """Points along an edge as dot laid it out: its cubic Bezier pieces, sampled."""
+    points = [tuple(map(float, p.split(",")[:2])) for p in pos.split()
+              if not p.startswith(("e,", "s,"))]
+    samples = []
+    for i in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = points[i:i + 4]
+        for k in range(13):
+            t = k / 12
+            w = ((1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t ** 3)
+            samples.append((sum(c * p[0] for c, p in zip(w, (p0, p1, p2, p3))),
+                            sum(c * p[1] for c, p in zip(w, (p0, p1, p2, p3)))))
+    return samples
+
+
+def _box(centre: str, width_pt: float, height_pt: float):
+    x, y = map(float, centre.split(","))
+    return x - width_pt / 2, y - height_pt / 2, x + width_pt / 2, y + height_pt / 2
+
+
+def crossings(graph: DotGraph) -> list[str]:
+    """Edges drawn through a cluster title (any edge) or a shape label (skip edges)."""
+    titles = {name: _box(t["pos"], float(t["width"]) * 72, float(t["height"]) * 72)
+              for name, t in graph.titles.items()}
+    labels = {f"label {e['label']} of {pair}": _box(e["lp"], 5.0 * len(e["label"]), 11)
+              for pair, e in graph.edges.items() if e.get("label")}
+    found = []
+    for pair, edge in graph.edges.items():
+        obstacles = {**titles, **(labels if edge.get("class") == "skip" else {})}
+        for name, (x0, y0, x1, y1) in obstacles.items():
+            if any(x0 <= x <= x1 and y0 <= y <= y1 for x, y in _curve(edge["pos"])):
+                found.append(f"{pair} through {name}")
+    return found
+
+
+@pytest.mark.parametrize("spec,depth,fuse", [
+    (UNET, None, False), (SPECS / "resnet18.yaml", 2, False), (SPECS / "resnet18.yaml", 2, True),
+    (ROOT / "tests" / "data" / "diagram" / "multipath.yaml", None, False),
+    (SPECS / "mobilenet_v2.yaml", 2, False)],
+    ids=["unet", "resnet18-depth2", "resnet18-depth2-fused", "multipath", "mobilenet-depth2"])
+def test_no_edge_runs_through_a_cluster_title_and_no_skip_through_a_shape_label(spec, depth,
+                                                                                   fuse):
+    """Cluster titles are text nodes (dot routes around nodes, not around cluster labels), each
+    on a rank of its own; skip edges leave and enter their boxes on the side. Where the old
+    drawing put the title in the cluster's label, MobileNetV2's skips ran through them."""
+    graph = draw_dot(spec, depth=depth, fuse=fuse)
+    assert graph.titles and graph.skips()
+    assert crossings(graph) == []
+    for name, members in graph.clusters.items():  # each framed cluster shows its block name
+        if name in graph.titles:
+            assert name.removeprefix("cluster_") in graph.titles[name]["label"]

@@ -100,9 +100,42 @@ def cluster_attrs(model: DiagramModel, name: str) -> dict[str, str]:
     if cluster.transparent:
         return {"label": "", "peripheries": "0", "class": "cluster branch"}
     fill = CLUSTER_FILLS[min(cluster.level - 1, len(CLUSTER_FILLS) - 1)]
-    return {"label": f'<<FONT POINT-SIZE="10" COLOR="#343a40">{html(cluster.label)}</FONT>>',
-            "style": "rounded,filled", "fillcolor": fill, "color": "#adb5bd",
-            "labeljust": "l", "margin": "8", "class": "cluster block"}
+    return {"label": "", "style": "rounded,filled", "fillcolor": fill, "color": "#adb5bd",
+            "margin": "8", "class": "cluster block"}
+
+
+def title_id(cluster: str) -> str:
+    return f"{cluster} title"  # a space: no layer or block name has one
+
+
+def title_attrs(model: DiagramModel, name: str) -> dict[str, str]:
+    """A cluster's title is a text-only node above the boxes that enter the cluster: dot routes
+    edges around nodes, so no edge is drawn through a title (a cluster label gets no room)."""
+    return {"label": f'<<FONT POINT-SIZE="10" COLOR="#343a40">{html(model.clusters[name].label)}'
+                     "</FONT>>", "shape": "plain", "style": "", "class": "title"}
+
+
+def title_edges(model: DiagramModel) -> list[tuple[str, str]]:
+    """Invisible edges that put each framed cluster's title below the boxes whose edges enter
+    the cluster, and above the boxes they enter (or the title of the cluster inside it that
+    holds such a box)."""
+    chains = {}
+    for box in model.boxes.values():
+        chain, name = [], box.cluster
+        while name is not None:
+            chain.insert(0, name)
+            name = model.clusters[name].parent
+        chains[box.id] = chain
+    pairs: dict[tuple[str, str], None] = {}
+    for edge in model.edges:
+        outside = set(chains[edge.src])
+        inner = [c for c in chains[edge.dst] if c not in outside
+                 and not model.clusters[c].transparent]
+        if inner:  # the title gets a rank of its own, between the edge's ends
+            pairs[(edge.src, title_id(inner[0]))] = None
+        for outer, below in zip(inner, inner[1:] + [None]):
+            pairs[(title_id(outer), title_id(below) if below else edge.dst)] = None
+    return list(pairs)
 
 
 def edge_attrs(edge, rankdir: str) -> dict[str, str]:
@@ -146,12 +179,16 @@ def to_dot(model: DiagramModel, *, rankdir: str = "TB", legend: bool = True) -> 
     def fill(target: graphviz.Digraph, cluster: str | None) -> None:
         for name in inner.get(cluster, []):
             sub = graphviz.Digraph(name=f"cluster_{name}", graph_attr=cluster_attrs(model, name))
+            if not model.clusters[name].transparent:
+                sub.node(title_id(name), **title_attrs(model, name))
             fill(sub, name)
             target.subgraph(sub)
         for box in by_cluster.get(cluster, []):
             target.node(box.id, **box_attrs(box))
 
     fill(graph, None)
+    for title, below in title_edges(model):
+        graph.edge(title, below, style="invis")
     for edge in model.edges:
         graph.edge(edge.src, edge.dst, **edge_attrs(edge, rankdir))
     return graph.source
