@@ -21,12 +21,19 @@ SKIP_MERGES = frozenset({"add", "concat"})
 
 def skip_inputs(network: Network) -> dict[str, frozenset[int]]:
     """Per node, the argument indexes that are skip connections: those the block expansion
-    marked (a residual's shortcut), and each input of an add or concat that also reaches it
-    through one of its other inputs, so that its edge bypasses that path."""
+    marked (a residual's identity or projection shortcut), the way into a residual's shortcut
+    written as layers (a downsampling conv and norm), and each input of an add or concat that
+    also reaches it through one of its other inputs, so that its edge bypasses that path."""
     position = {INPUT: -1} | {name: i for i, name in enumerate(network.nodes)}
+    shortcuts = {name: set(block.members) for name, block in network.blocks.items()
+                 if block.kind == "shortcut"}
     found: dict[str, frozenset[int]] = {}
     for node in network.nodes.values():
         skips = set(node.skip_inputs)
+        scope = ".".join(node.scope)
+        if scope in shortcuts:
+            skips.update(i for i, src in enumerate(node.data_inputs)
+                         if src not in shortcuts[scope])
         if node.kind.name in SKIP_MERGES:
             data = node.data_inputs
             skips.update(i for i, src in enumerate(data)

@@ -94,15 +94,15 @@ def test_skip_edges_are_the_residual_shortcuts_and_the_unet_concatenations():
     assert skips == {("enc1.relu2", "cat1"), ("enc2.relu2", "cat2"), ("enc3.relu2", "cat3")}
     resnet = archspec.analyze(SPECS / "resnet18.yaml").graph
     skipped_to = {v for _, v, skip in resnet.edges(data="skip") if skip}
-    # 8 basic blocks, each with a shortcut fed by the skip: 3 downsampling 1x1 convs with a
-    # batch norm, 5 identities (no parameters)
+    # 8 basic blocks: 5 keep their size and skip straight to their add; the first block of
+    # layer2-4 halves the size and doubles the channels, so its skip feeds a 1x1 conv
+    # (torchvision's downsample: no bias, then a batch norm)
     assert len(skipped_to) == 8
-    assert {resnet.nodes[v]["type"] for v in skipped_to} == {"projection"}
-    assert sorted(resnet.nodes[v]["params"] for v in skipped_to) == [0] * 5 + sorted(
-        c_in * c_out + 2 * c_out for c_in, c_out in ((64, 128), (128, 256), (256, 512)))
-    # a projection's second input only tells it the shape to make
-    assert {d["shape_only"] for *_, d in resnet.edges(data=True)
-            if resnet.nodes[_[1]]["type"] == "projection" and d["index"] == 1} == {True}
+    assert sorted(resnet.nodes[v]["type"] for v in skipped_to) == ["add"] * 5 + ["conv"] * 3
+    assert sorted(resnet.nodes[v]["params"] for v in skipped_to
+                  if resnet.nodes[v]["type"] == "conv") == [64 * 128, 128 * 256, 256 * 512]
+    assert all(resnet.nodes[v]["block"].endswith(".downsample") for v in skipped_to
+               if resnet.nodes[v]["type"] == "conv")
 
 
 def test_nodes_know_their_block_and_the_graph_is_built_once():
@@ -110,6 +110,16 @@ def test_nodes_know_their_block_and_the_graph_is_built_once():
     assert analysis.graph is analysis.graph
     assert analysis.graph.nodes["enc1.conv1"]["block"] == "enc1"
     assert analysis.graph.nodes["pool1"]["block"] is None
+
+
+def test_a_projection_shortcut_is_fed_by_the_skip_and_only_sized_by_the_body():
+    graph = archspec.analyze(ROOT / "tests" / "data" / "diagram" / "multipath.yaml").graph
+    # 'down' (a basic block, stride 2) projects its input with a 1x1 conv: the block input is
+    # the skip, the body's output only tells it which shape to make
+    into = {u: d for u, _, d in graph.in_edges("down.shortcut", data=True)}
+    assert [(d["index"], d["skip"], d["shape_only"]) for d in into.values()] == [
+        (0, True, False), (1, False, True)]
+    assert into["down.bn2"]["shape"] == (32, 16, 16)
 
 
 def test_check_does_not_import_networkx(tmp_path):

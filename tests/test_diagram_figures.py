@@ -264,3 +264,16 @@ def test_no_edge_runs_through_a_cluster_title_and_no_skip_through_a_shape_label(
     for name, members in graph.clusters.items():  # each framed cluster shows its block name
         if name in graph.titles:
             assert name.removeprefix("cluster_") in graph.titles[name]["label"]
+
+
+def test_a_downsampling_shortcut_is_a_skip_drawn_beside_the_merge_it_feeds():
+    """ResNet-18's layer2.0 (torchvision's layout): the block input skips to a 1x1 conv and a
+    batch norm (its downsample), drawn next to the add rather than beside the body's start."""
+    graph = draw_dot(SPECS / "resnet18.yaml", depth=2)
+    assert ("layer1.1.relu1", "layer2.0.downsample.0") in graph.skips()
+
+    def height(name: str) -> float:  # dot's y grows upwards
+        return float(graph.nodes[name]["pos"].split(",")[1])
+
+    assert height("layer2.0.downsample.0") < height("layer2.0.relu")   # below the body's ReLU
+    assert height("layer2.0.downsample.1") > height("layer2.0.add")

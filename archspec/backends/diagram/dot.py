@@ -146,6 +146,8 @@ def edge_attrs(edge, rankdir: str) -> dict[str, str]:
                      tailport=port, headport=port, **{"class": "skip"})
     if edge.minlen > 1:
         attrs["minlen"] = str(edge.minlen)
+    if edge.tight:
+        attrs["weight"] = "8"
     if edge.label:
         attrs["label"] = plain(edge.label)
     return attrs

@@ -60,6 +60,7 @@ class Edge:
     skip: bool = False
     label: str | None = None
     minlen: int = 1               # ranks between src and dst (set for skips by place_skips)
+    tight: bool = False           # leaves a box on a skip path: kept short, by the merge
 
 
 @dataclass
@@ -366,9 +367,9 @@ def _leaves_cluster(layout: Layout, view: View, src: str, dst: str) -> bool:
 def place_skips(order: list[str], edges: list[Edge]) -> None:
     """Step 8: give skip edges the length of the path they bypass.
 
-    A box fed only by a skip (a projection shortcut) would otherwise sit right below the
-    block's input, beside the body's first layer; stretched this way it sits just before the
-    merge it feeds, and the skip runs down beside the body."""
+    Boxes fed only by a skip (a projection shortcut, a downsampling conv and its norm) would
+    otherwise sit right below the block's input, beside the body's first layers; stretched
+    this way they sit just before the merge they feed, and the skip runs down beside the body."""
     preds: dict[str, list[str]] = {b: [] for b in order}
     succs: dict[str, list[str]] = {b: [] for b in order}
     for e in edges:
@@ -382,12 +383,18 @@ def place_skips(order: list[str], edges: list[Edge]) -> None:
     for b in order:
         rank[b] = max((rank[p] + 1 for p in preds[b]), default=0)
     fed_by_skip = {e.dst for e in edges if e.skip}
-    for b in reversed(order):  # pull skip-fed boxes with no other input down to their consumer
-        if b in fed_by_skip and not preds[b] and succs[b]:
+    on_skip: set[str] = set()   # fed by a skip only, directly or through such boxes
+    for b in order:
+        if (b in fed_by_skip and not preds[b]) or (preds[b] and set(preds[b]) <= on_skip):
+            on_skip.add(b)
+    for b in reversed(order):  # pull them down, next to the merge they feed
+        if b in on_skip and succs[b]:
             rank[b] = min(rank[s] for s in succs[b]) - 1
     for e in edges:
         if e.skip:
             e.minlen = max(1, rank[e.dst] - rank[e.src])
+        elif e.src in on_skip:
+            e.tight = True
 
 
 def summary_text(analysis: Analysis) -> str:
