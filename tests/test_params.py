@@ -89,8 +89,8 @@ def test_unknown_parameter_of_a_spec_without_params():
 
 
 @pytest.mark.parametrize("name, value, message, line", [
-    ("depth", "50", "parameter 'depth' must be an integer, like its default 18 (got '50' "
-                    "from params=); it is declared at <string>:5:3", 5),
+    ("depth", "50", ("parameter 'depth' must be an integer, like its default 18 (got '50' "
+                     "from params=); it is declared at <string>:5:3"), 5),
     ("depth", 5.0, "parameter 'depth' must be an integer, like its default 18 (got 5.0", 5),
     ("depth", True, "parameter 'depth' must be an integer, like its default 18 (got true", 5),
     ("width", "wide", "parameter 'width' must be a number, like its default 1.0 (got 'wide'", 9),

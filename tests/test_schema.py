@@ -66,8 +66,9 @@ def test_nested_layer_lists_point_back_to_the_union(schema):
     assert as_mapping["additionalProperties"] == path
     plain, named = path["anyOf"]                          # a list of layers, or {name, ...}
     assert plain["items"] == named["properties"]["layers"]["items"] == {"$ref": "#/$defs/layer"}
-    shortcut = defs["ResidualConfig"]["properties"]["shortcut"]["anyOf"]
-    assert shortcut == [{"enum": ["identity", "projection", "none"]}, path]
+    keyword_or_path, expression = defs["ResidualConfig"]["properties"]["shortcut"]["anyOf"]
+    assert keyword_or_path["anyOf"] == [{"enum": ["identity", "projection", "none"]}, path]
+    assert expression == {"$ref": "#/$defs/param_expression"}
     assert defs["BlockDefinition"]["properties"]["layers"]["items"] == {"$ref": "#/$defs/block_layer"}
 
 
@@ -95,6 +96,19 @@ layers:
 """)
 
 
+def test_params_expressions_and_when_validate(validator):
+    assert not errors(validator, """
+name: t
+input: [3, $size, $size]
+params: {size: 32, depth: 18, stages: {18: [2, 2]}, bn: true}
+layers:
+  - {type: conv, out_channels: "64 if $depth < 50 else 256", kernel_size: 3, bias: "not $bn"}
+  - {type: batch_norm, when: $bn}
+  - {type: repeat, times: "$stages[$depth][0]", layers: [{type: "'relu' if $i == 0 else 'gelu'"}]}
+  - {type: conv, out_channels: "$in_channels // 2", kernel_size: 1, when: true}
+""")
+
+
 @pytest.mark.parametrize("text", [VGG_LIKE, BASIC_BLOCKS, INCEPTION, DENSE_BLOCK])
 def test_the_naming_fields_validate(validator, text):
     assert not errors(validator, text)
@@ -117,11 +131,11 @@ def test_misspelt_naming_fields_fail(validator, layer):
     # an unknown field at the top level
     "name: t\ninput: [1, 8, 8]\nlayer: [relu]\n",
     "name: t\ninput: [1, 8, 8]\nlayers: [relu]\ncolour: red\n",
-    # a wrong type, a missing field, a bad nested layer, a $param outside a block
+    # a wrong type, a missing field, a bad nested layer, a when: that is no condition
     "name: t\ninput: [1, 8, 8]\nlayers:\n  - {type: conv, out_channels: three, kernel_size: 3}\n",
     "name: t\ninput: [1, 8, 8]\nlayers:\n  - {type: conv, out_channels: 4}\n",
     "name: t\ninput: [1, 8, 8]\nlayers:\n  - {type: residual, layers: [{type: relu, slope: 1}]}\n",
-    "name: t\ninput: [1, 8, 8]\nlayers:\n  - {type: conv, out_channels: $c, kernel_size: 3}\n",
+    "name: t\ninput: [1, 8, 8]\nlayers:\n  - {type: relu, when: maybe}\n",
     "name: t\ninput: [1, 8, 8]\nblocks:\n  b: {parms: {}, layers: [relu]}\nlayers: [b]\n",
     "name: t\ninput: []\nlayers: [relu]\n",
 ])
@@ -133,7 +147,7 @@ def test_layer_types_are_the_built_in_ones(schema):
     """Editors complete `type:` from an enumeration of the real types."""
     only = schema["$defs"]["builtin_types_only"]["anyOf"]
     assert set(only[0]["enum"]) == set(REGISTRY) | set(COMPOSITES)
-    assert set(only[1]["properties"]["type"]["enum"]) == set(REGISTRY) | set(COMPOSITES)
+    assert set(only[1]["properties"]["type"]["anyOf"][0]["enum"]) == set(REGISTRY) | set(COMPOSITES)
 
 
 CONV2D = "{type: conv2d, out_channels: 8, kernel_size: 3}"

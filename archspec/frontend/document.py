@@ -128,12 +128,12 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
     # The one place where parameters are bound; the input shape may use them.
     values = spec_params.bind(data.get("params"), params, smap, params_from)
     smap.bound(values, set_from_outside=bool(params))
-    probe = Expander(smap, {}, values=values)
-    if "input" in data:
-        data = dict(data, input=probe.substituted(data["input"], ("input",), values,
-                                                  Scope(prefix=())))
-        if probe.diagnostics:
-            raise SpecError(probe.diagnostics)
+    probe = Expander(smap, {})
+    try:
+        data = dict(data, input=spec_params.substitute(data["input"], values, ("input",))) \
+            if "input" in data else data
+    except spec_params.ExpressionError as exc:
+        raise SpecError(smap.diagnostic(exc.path, str(exc), hint=exc.hint)) from None
     doc = probe.validate(SpecDocument, data, (), Scope(prefix=()))
     if doc is None:
         raise SpecError(probe.diagnostics)
@@ -169,11 +169,9 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
     if diagnostics:
         raise SpecError(diagnostics)
     blocks = {k: v.model_dump() for k, v in doc.blocks.items()}
-    ex = Expander(smap, blocks, values=values)
-    top = Scope(prefix=())
-    layers = ex.substituted(doc.layers, ("layers",), values, top)
-    if layers is not None:
-        ex.expand(layers, ("layers",), top, "input")
+    ex = Expander(smap, blocks, values=values, input_shape=tuple(doc.input))
+    top = Scope(prefix=(), values=values)  # expressions see the spec's params everywhere
+    ex.expand(doc.layers, ("layers",), top, "input")
     outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
         raise SpecError(ex.diagnostics, omitted=ex.omitted)

@@ -5,6 +5,7 @@ Every problem becomes a located Diagnostic; independent problems are all collect
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections import ChainMap
@@ -33,6 +34,15 @@ from .messages import (
     value_hint,
 )
 from .reserved import reserved_reason
+from .variables import (
+    LEFT_OUT,
+    ItemVariables,
+    Shapes,
+    UnknownShape,
+    evaluate_fields,
+    has_expression,
+    has_own_expressions,
+)
 
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
 MAX_NESTING = 100  # blocks inside blocks: every user block and composite expanded counts a level
@@ -98,7 +108,7 @@ class Scope:
 
 class Expander:
     def __init__(self, source, user_blocks: dict[str, Any], blocks_path: Path = ("blocks",),
-                 values: dict[str, Any] | None = None):
+                 values: dict[str, Any] | None = None, input_shape: tuple = ()):
         self.source = source
         self.values = values or {}  # the spec's parameters, bound
         self.user_blocks = user_blocks
@@ -117,6 +127,9 @@ class Expander:
         self.depth = 0                       # blocks being expanded, one inside the other
         self.too_big = False
         self.inline_names: dict[str, str] = {}  # full name -> the inline block that named it
+        self.shapes = Shapes(input_shape, self.nodes)  # for $in_channels and $in_shape
+        self.plain: dict[int, tuple[dict, bool]] = {}  # id(item) -> (item, no '$' of its own)
+        self.without_when: dict[int, tuple[dict, dict]] = {}  # id(item) -> (item, copy)
 
     # ---- diagnostics -------------------------------------------------------------------
     def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
@@ -319,6 +332,7 @@ class Expander:
                                 context=list(scope.context))
         scope.names[local] = name
         scope.name_paths[local] = path
+        self.shapes.added(name)
         self.note_member(scope, name)
         parts = name.split(".")
         for i in range(1, len(parts)):
@@ -411,7 +425,7 @@ class Expander:
         `values`; None after a reported error."""
         variables = scope.variables().new_child(values)
         try:
-            name = _render(template, variables)
+            name = param_expr.render_template(template, variables)
         except param_expr.ExpressionError as exc:
             self.error(path, str(exc), scope=scope,
                        hint=exc.hint or "write a name with '${expression}' parts, e.g. "
@@ -478,6 +492,9 @@ class Expander:
                        hint="e.g. '- {type: conv, out_channels: 16, kernel_size: 3}' or '- relu'",
                        scope=scope)
             return None
+        item = self.evaluated(item, path, scope, current, values)
+        if item is None or item is LEFT_OUT:
+            return current if item is LEFT_OUT else None
         kind_name = item.get("type")
         if not isinstance(kind_name, str):
             self.error(path, "layer has no 'type'", hint="add e.g. 'type: conv'", scope=scope)
@@ -664,20 +681,110 @@ class Expander:
                        f"(got {show_value(value)})", layer=layer, scope=scope,
                        hint=value_hint(info, field_name, value_at(item, sub)))
 
-    # ---- expressions -------------------------------------------------------------------
-    def substituted(self, data: Any, path: Path, values: dict[str, Any], scope: Scope,
-                    block_name: str | None = None, use_path: Path = ()) -> Any:
-        """data with its expressions evaluated (None after a located error)."""
+    # ---- expressions (archspec/frontend/variables.py) ----------------------------------
+    def evaluated(self, item: dict, path: Path, scope: Scope, current: str | None,
+                  values: dict | None = None) -> Any:
+        """The item with its own fields evaluated in `scope` (and `values`, variables a
+        composite gives it); the same dict when it has no '$' of its own. LEFT_OUT when its
+        `when:` is false; None after a reported error."""
+        plain = self.plain.get(id(item))
+        if plain is None or plain[0] is not item:
+            plain = self.plain[id(item)] = (item, not has_own_expressions(item))
+        if plain[1] and "when" not in item:
+            return item
+        variables = self.item_variables(item, path, scope, current, values)
         try:
-            return param_expr.substitute(data, values)
+            if "when" in item:
+                when = param_expr.substitute(item["when"], variables, path + ("when",))
+                if not isinstance(when, bool):
+                    self.error(path + ("when",), f"when must be true or false (got "
+                               f"{show_value(when)})", scope=scope,
+                               hint="compare, e.g. when: \"$i > 0\" or when: $batch_norm")
+                    return None
+                if not when:
+                    self.left_out(item, scope, current)
+                    return LEFT_OUT
+                item = self.drop_when(item)
+                if plain[1]:
+                    return item
+            kind = item.get("type")
+            if has_expression(kind):
+                kind = param_expr.substitute(kind, variables, path + ("type",))
+            return evaluate_fields(dict(item, type=kind) if "type" in item else item, variables,
+                                   path, user_block=kind in self.user_blocks)
+        except UnknownShape:
+            return None  # the shape error upstream is reported; no second error here
         except param_expr.ExpressionError as exc:
-            note = self.source.use_note(block_name, self.blocks_path + (block_name,), use_path)
-            self.error(path + exc.path, str(exc), scope=scope,
-                       hint=exc.hint or "write '$name' or arithmetic such as '$width * 2'",
-                       notes=[note] if block_name else [])
+            self.error(exc.path or path, str(exc), scope=scope,
+                       hint=exc.hint or "write '$name' or arithmetic such as '$width * 2'")
             return None
 
+    def item_variables(self, item: dict, path: Path, scope: Scope, current: str | None,
+                       values: dict | None) -> ItemVariables:
+        base = scope.variables()
+        if values:
+            base = base.new_child(values)
+
+        def incoming() -> tuple | None:
+            ref = item.get("from")
+            if ref is None:
+                return self.shapes.of(current)
+            at = path + ("from",)
+            if has_expression(ref):
+                ref = param_expr.substitute(ref, base, at)
+            if isinstance(ref, list) and ref:
+                ref, at = ref[0], at + (0,)
+            return self.shapes.of(self.resolve(scope, ref, at, own=item.get("name")))
+        return ItemVariables(base, incoming)
+
+    def drop_when(self, item: dict) -> dict:
+        """The item without its `when:` (one copy per item, shared by a repeat's copies)."""
+        kept = self.without_when.get(id(item))
+        if kept is None or kept[0] is not item:
+            kept = self.without_when[id(item)] = (item, {k: v for k, v in item.items()
+                                                         if k != "when"})
+        return kept[1]
+
+    def left_out(self, item: dict, scope: Scope, current: str | None) -> None:
+        """An item left out by `when:` passes its input on: its name means that input."""
+        name = item.get("name")
+        if isinstance(name, str) and current is not None and name not in scope.names:
+            scope.names[name] = current
+
     # ---- user-defined blocks -----------------------------------------------------------
+    def block_values(self, block_name: str, declared: dict, given: dict, use: Use,
+                     start: str | None) -> dict | None:
+        """The variables a block's body sees of its own: the parameters given at the use
+        (evaluated there, with the use's other fields) and the defaults of the others, which
+        may use the variables visible at the use and the parameters above them."""
+        values = dict(use.values)
+        values.update(given)
+        for key, default in declared.items():
+            if key in given:
+                continue
+            if default is None:
+                self.error(use.path + ("type",), f"block '{block_name}' needs parameter '{key}'",
+                           scope=use.scope, hint=f"add '{key}: ...' to this layer")
+                return None
+            evaluated = self.evaluated({key: default}, self.blocks_path + (block_name, "params"),
+                                       use.scope, start, values)
+            if evaluated is None:
+                return None
+            values[key] = evaluated[key]
+        return values
+
+    def expand_single_body(self, block_name: str, body: dict, use: Use, start: str | None,
+                           inline: bool) -> str | None:
+        path = self.blocks_path + (block_name, "layers", 0)
+        item = self.evaluated(body, path, use.scope, start, use.values)
+        if item is None or item is LEFT_OUT:
+            return start if item is LEFT_OUT else None
+        return self.expand_block(item["type"], Use(
+            item, path, use.scope, start,
+            name=use.name if use.name is not None else use.item.get("name"), fixed=use.fixed,
+            stem=block_name, values=use.values, inline=inline,
+            frozen=use.frozen or use.item.get("trainable") is False, title=block_name))
+
     def expand_user_block(self, block_name: str, use: Use):
         item, path, scope = use.item, use.path, use.scope
         definition = self.user_blocks[block_name]
@@ -701,40 +808,24 @@ class Expander:
                            f"its parameters: {', '.join(declared) or 'none'}")
                 return None
             given[key] = value
-        values = {**self.values, **given}  # block parameters over the spec's
-        for key, default in declared.items():
-            if key not in given:
-                if default is None:
-                    self.error(path + ("type",), f"block '{block_name}' needs parameter '{key}'",
-                               scope=scope, hint=f"add '{key}: ...' to this layer")
-                    return None
-                # a default may use the spec's parameters and the block's parameters above it
-                default = self.substituted(default, def_path + ("params", key), values, scope,
-                                           block_name, path)
-                if default is None:
-                    return None
-                values[key] = default
-        layers = self.substituted(definition.get("layers"), def_path + ("layers",), values, scope,
-                                  block_name, path)
-        if layers is None:
-            return None
+        layers = definition.get("layers")
         start = self.use_input(use)
         context = self.source.use_note(block_name, def_path, path)
         inline = use.inline or item.get("inline") is True
         self.instantiating.append(block_name)
         try:
-            if _single_unnamed_block(layers, self.user_blocks):
-                # The body is one composite (e.g. a residual): it takes this instance's scope,
-                # so names read layer1.0.conv1 rather than layer1.0.res1.conv1.
-                body = Use(layers[0], def_path + ("layers", 0), scope, start,
-                           name=use.name if use.name is not None else item.get("name"),
-                           fixed=use.fixed, stem=block_name, values=use.values, inline=inline,
-                           frozen=use.frozen or item.get("trainable") is False, title=block_name)
-                scope.context.append(context)
-                try:
-                    return self.expand_block(layers[0]["type"], body)
-                finally:
-                    scope.context.pop()
+            scope.context.append(context)  # for errors in its defaults and its inlined body
+            try:
+                values = self.block_values(block_name, declared, given, use, start)
+                if values is None:
+                    return None
+                use = dataclasses.replace(use, values=values)
+                if _single_unnamed_block(layers, self.user_blocks):
+                    # The body is one composite (e.g. a residual): it takes this instance's
+                    # scope, so names read layer1.0.conv1 rather than layer1.0.res1.conv1.
+                    return self.expand_single_body(block_name, layers[0], use, start, inline)
+            finally:
+                scope.context.pop()
             inner = self.open_use(use, block_name, block_name, start, inline=inline)
             if inner is None:
                 return None
@@ -743,21 +834,6 @@ class Expander:
         finally:
             self.instantiating.pop()
         return self.close(scope, inner, out)
-
-
-def _render(template: str, values) -> str:
-    """'${expr}' parts evaluated and joined. (A stand-in until templates join the expression
-    language; the naming rules only need a string back.)"""
-    out, pos = [], 0
-    while (start := template.find("${", pos)) >= 0:
-        end = template.find("}", start)
-        if end < 0:
-            raise param_expr.ExpressionError(f"missing '}}' in '{template}'",
-                                             hint="write '${expression}'")
-        out.append(template[pos:start])
-        out.append(str(param_expr.evaluate(template[start + 2:end], values)))
-        pos = end + 1
-    return "".join(out) + template[pos:]
 
 
 class BlockUse(LayerConfig):

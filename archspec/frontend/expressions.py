@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import operator
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MAX_EXPRESSION_CHARS = 200
 MAX_TEMPLATE_CHARS = 1000
@@ -35,11 +37,16 @@ TOKEN = re.compile(r"""\s*(?:
   | '(?P<str1>[^']*)' | "(?P<str2>[^"]*)"
   | (?P<op>//|==|!=|<=|>=|[-+*/%<>()\[\],])
 )""", re.VERBOSE)
+INCOMING = ("in_channels", "in_shape")  # the incoming tensor's, given by the expander
 KEYWORDS = {"if", "else", "and", "or", "not", "true", "false"}
 COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
 # binary operators by precedence level (Python's); comparisons (level 4) chain
 LEVELS = {"or": 1, "and": 2, **{op: 4 for op in COMPARISONS}, "+": 5, "-": 5,
           "*": 6, "/": 6, "//": 6, "%": 6}
+OPERATORS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+             ">": operator.gt, ">=": operator.ge, "+": operator.add, "-": operator.sub,
+             "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
+             "%": operator.mod}
 GRAMMAR_HINT = ("expressions take $name, numbers, 'text', true/false, + - * / // %, "
                 "comparisons, and/or/not, 'A if COND else B', $table[key] and "
                 "min/max/make_divisible/len")
@@ -110,7 +117,7 @@ def _unreadable(text: str, rest: str) -> str:
         return f"'**' (power) is not part of expressions, in '{text}'"
     if rest[:1] in "'\"":
         return f"unterminated string {rest[:1]}...{rest[:1]} in '{text}'"
-    if rest.startswith("=") or rest.startswith("!"):
+    if rest.startswith(("=", "!")):
         return f"cannot read '{rest[:2]}' in '{text}': compare with == or !=, negate with not"
     if rest.startswith("$"):
         return f"'$' must be followed by a name in '{text}'"
@@ -381,12 +388,18 @@ class _Evaluator:
 
     def variable(self, name: str) -> Any:
         if name not in self.values:
-            close = difflib.get_close_matches(name, list(self.values), n=1)
-            raise ExpressionError(f"unknown parameter '${name}'",
-                                  hint=f"did you mean '${close[0]}'?" if close else
-                                  f"parameters here: {', '.join(self.values)}" if self.values else
-                                  "no parameters are declared here: declare it under 'params:' "
-                                  "at the top of the spec, or in a block's params")
+            known = list(self.values)
+            close = difflib.get_close_matches(name, known, n=1)
+            declare = "declare it under 'params:' at the top of the spec, or in a block's params"
+            if close and close[0] not in INCOMING:
+                hint = f"did you mean '${close[0]}'?"
+            elif close:
+                hint = f"did you mean '${close[0]}'? Else {declare}"
+            else:
+                params = [k for k in known if k not in INCOMING]
+                hint = f"parameters here: {', '.join(params)}" if params else \
+                    f"no parameters are declared here: {declare}"
+            raise ExpressionError(f"unknown parameter '${name}'", hint=hint)
         return self.values[name]
 
     def condition(self, node: tuple, where: str) -> bool:
@@ -412,9 +425,7 @@ class _Evaluator:
                            "and mappings are not numbers")
         if op in ("/", "//", "%") and b == 0:
             self.fail("division by zero", hint="check the divisor's parameters")
-        result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                  "/": lambda: a / b, "//": lambda: a // b, "%": lambda: a % b}[op]()
-        return self.bounded(result)
+        return self.bounded(OPERATORS[op](a, b))
 
     def compare(self, first: tuple, chain: tuple) -> bool:
         a = self.value(first)
@@ -426,9 +437,7 @@ class _Evaluator:
             if op not in ("==", "!=") and family(a) not in ("number", "a string"):
                 self.fail(f"'{op}' orders numbers or strings, got {kind_of(a)}",
                           hint="compare their items instead")
-            ok = {"==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b,
-                  "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}[op]()
-            if not ok:
+            if not OPERATORS[op](a, b):
                 return False
             a = b
         return True

@@ -9,11 +9,24 @@ expression results.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import Diagnostic, SpecError
-from .expressions import (MAX_ITEMS, MAX_RESULT, MAX_STRING, NAME, ExpressionError,  # noqa: F401
-                          evaluate, evaluate_string, has_expression, is_int, is_number, kind_of)
+from .expressions import (
+    MAX_ITEMS,
+    MAX_RESULT,
+    MAX_STRING,
+    NAME,
+    ExpressionError,
+    evaluate,
+    evaluate_string,
+    has_expression,
+    is_int,
+    is_number,
+    kind_of,
+    render_template,
+)
 from .messages import did_you_mean, show_value
 
 RESERVED = {"in_channels": "the incoming tensor's channel count",
@@ -110,8 +123,8 @@ def bind(declared: Any, given: Mapping[str, Any] | None, smap, origin: str = "pa
 def _bad_name(name: str) -> tuple[str, str] | None:
     if not re.fullmatch(NAME, name):
         return (f"parameter name {name!r} is not a valid name",
-                "start with a letter or '_', then letters, digits and '_' (it is written "
-                f"'${{name}}' in expressions)")
+                ("start with a letter or '_', then letters, digits and '_' (it is written '$name' "
+                "in expressions)"))
     if name in RESERVED:
         return (f"parameter name '{name}' is reserved for {RESERVED[name]}",
                 "choose another name")
@@ -172,4 +185,4 @@ def plain_data(value: Any, depth: int = 0) -> Any:
 
 
 __all__ = ["ExpressionError", "bind", "evaluate", "evaluate_string", "has_expression",
-           "kind_of", "parse_assignment", "plain_data", "substitute"]
+           "kind_of", "parse_assignment", "plain_data", "render_template", "substitute"]

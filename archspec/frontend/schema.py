@@ -10,8 +10,10 @@ Shape of the schema:
     instance (an object whose `type` is not a built-in name: allowed loosely, since its
     parameters are declared in the spec itself);
   * nested layer lists (fields marked `archspec_nested`) point back to that union;
-  * inside `blocks:` the layers may use `$param` expressions for any value, so block bodies
-    refer to a twin union, `#/$defs/block_layer`, whose fields also accept such strings;
+  * any value of a layer (and `input`'s sizes) may be an expression ('$width * 2', a string
+    holding '$'), and every layer takes `when:`; block bodies refer to a twin union,
+    `#/$defs/block_layer`, that also allows user block types without `blocks:` checks;
+    a `type:` may be an expression too;
   * layer types: a JSON Schema cannot check that a type names a block defined in the same
     document, so a document without `blocks:` allows only the built-in types (`#/$defs/
     builtin_types_only`, applied to every nested layer list), and where blocks exist a user
@@ -43,6 +45,8 @@ PARAM = "param_expression"
 BUILTIN_ONLY = "builtin_types_only"
 SPELLING = "builtin_spelling"
 _NESTED = "archspec_nested"
+WHEN = {"anyOf": [{"type": "boolean"}, {"$ref": f"#/$defs/{PARAM}"}],
+        "description": "false leaves the layer out (its input passes on)."}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -84,12 +88,13 @@ def _link_nested(schema: Any, union: str) -> Any:
 
 
 def _allow_params(model_schema: dict[str, Any]) -> dict[str, Any]:
-    """A layer schema for use inside a block body: any field but `type` may be a $param string."""
+    """A layer schema whose fields but `type` may be expressions, plus `when:`."""
     out = copy.deepcopy(model_schema)
     props = out.get("properties", {})
     for key, prop in props.items():
-        if key != "type":
+        if key != "type" and prop.get(_NESTED) in (None, "shortcut"):  # not a list of layers
             props[key] = {"anyOf": [prop, _ref(PARAM)]}
+    props["when"] = WHEN
     return out
 
 
@@ -118,7 +123,7 @@ def _builtin_types_only(builtins: list[str], nested: dict[str, str]) -> dict[str
         "anyOf": [
             {"type": "string", "enum": builtins},
             {"type": "object",
-             "properties": {"type": {"enum": builtins},
+             "properties": {"type": {"anyOf": [{"enum": builtins}, _ref(PARAM)]},
                             **{field: {"items": {"items": only} if kind == "paths" else only}
                                for field, kind in nested.items()}}},
             {"not": {"type": ["string", "object"]}},  # other mistakes: left to the layer union
@@ -139,8 +144,14 @@ def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dic
                                {"type": "array", "items": {"type": "string"}}]},
             "trainable": {"type": "boolean"},
             "inline": {"type": "boolean", "description": INLINE_DOC},
+            "when": WHEN,
         },
         "additionalProperties": True,
+    }
+    by_expression = {
+        "type": "object", "required": ["type"], "additionalProperties": True,
+        "description": "A layer or block whose type an expression chooses.",
+        "properties": {"type": _ref(PARAM)},
     }
     short_form = {
         "type": "string",
@@ -152,7 +163,7 @@ def _layer_union(builtin_refs: list[dict[str, str]], builtins: list[str]) -> dic
                                        for n, f in v.Config.model_fields.items())),
     }
     return {"description": "One layer: a mapping with a `type`, or a type name.",
-            "oneOf": builtin_refs + [user_block, short_form]}
+            "oneOf": builtin_refs + [user_block, by_expression, short_form]}
 
 
 def spec_json_schema() -> dict[str, Any]:
@@ -169,7 +180,7 @@ def spec_json_schema() -> dict[str, Any]:
     # Block bodies: twins of every layer def that take $param strings and nest block layers.
     for name in layer_defs:
         defs[f"{name}_in_block"] = _link_nested(_allow_params(defs[name]), BLOCK_LAYER)
-        defs[name] = _link_nested(defs[name], LAYER)
+        defs[name] = _link_nested(_allow_params(defs[name]), LAYER)
     block_def = refs[(SpecDocument, "validation")]["$ref"].rsplit("/", 1)[-1]
     for name, schema in list(defs.items()):
         if name == "BlockDefinition":
@@ -183,8 +194,9 @@ def spec_json_schema() -> dict[str, Any]:
                                   "a parameter expression such as '$channels * 2'.")
     defs[BLOCK_LAYER] = block_union
     defs[PARAM] = {"type": "string", "pattern": r"\$",
-                   "description": "A block parameter: '$name' or integer arithmetic on "
-                                  "parameters, e.g. '$width * 4'."}
+                   "description": "An expression over params, repeat indexes and the incoming "
+                                  "shape, e.g. '$width * 4', \"2 if $i == 0 else 1\", "
+                                  "'$in_channels // 2', or a template 'conv${$i + 1}'."}
     nested = {field.alias or name: field.json_schema_extra[_NESTED]
               for _, kind in kinds for name, field in kind.Config.model_fields.items()
               if isinstance(field.json_schema_extra, dict) and _NESTED in field.json_schema_extra}
@@ -194,6 +206,8 @@ def spec_json_schema() -> dict[str, Any]:
                       "type": "string", "pattern": _spelling_pattern(builtins)}
     document = defs.pop(block_def)
     document["properties"]["blocks"]["propertyNames"] = _user_block_type()
+    document["properties"]["input"]["items"] = {"anyOf": [document["properties"]["input"]["items"],
+                                                          _ref(PARAM)]}
     return {
         "$schema": DIALECT,
         **document,

@@ -268,7 +268,7 @@ class Residual:
             skip = start
         out = body if cfg.shortcut == "none" else \
             host.insert(inner, "add", {}, [body, skip], path, name="add",
-                        skip=(1,) if cfg.shortcut == "identity" else ())
+                        skip=(1,) if cfg.shortcut == "identity" or skip == start else ())
         if cfg.activation is not None and out is not None:
             out = host.activate(inner, cfg.activation, out, path + ("activation",))
         return host.close(use.scope, inner, out)
