@@ -140,6 +140,26 @@ def test_a_block_in_a_numbered_sequential_takes_one_number():
     assert "features.3.squeeze.weight" in model.state_dict()
 
 
+def test_an_inline_block_alone_in_a_copy_or_a_block_body_fills_that_scope():
+    spec = """
+name: alone
+input: [3, 8, 8]
+blocks:
+  unit:
+    layers:
+      - {type: conv, name: conv, out_channels: 4, kernel_size: 1}
+      - {type: batch_norm, name: bn}
+  wrap:
+    layers:
+      - {type: sequential, inline: true, layers: [{type: relu, name: act}]}
+layers:
+  - {type: repeat, name: stage, times: 2, layers: [{type: unit, inline: true}]}
+  - {type: wrap, name: w}
+"""
+    assert list(archspec.loads(spec).nodes) == ["stage.0.conv", "stage.0.bn", "stage.1.conv",
+                                                "stage.1.bn", "w.act"]
+
+
 # ---- residual shortcuts ------------------------------------------------------------------
 
 BASIC_BLOCKS = """

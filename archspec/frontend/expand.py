@@ -847,5 +847,6 @@ BLOCK_USE_FIELDS = tuple(f.alias or n for n, f in BlockUse.model_fields.items())
 
 def _single_unnamed_block(layers: Any, user_blocks: dict) -> bool:
     return (isinstance(layers, list) and len(layers) == 1 and isinstance(layers[0], dict)
-            and "name" not in layers[0] and isinstance(layers[0].get("type"), str)
+            and "name" not in layers[0] and layers[0].get("inline") is not True
+            and isinstance(layers[0].get("type"), str)
             and (layers[0]["type"] in COMPOSITES or layers[0]["type"] in user_blocks))

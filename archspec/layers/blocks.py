@@ -124,7 +124,7 @@ class Repeat:
                             " + 1}'")
             return None
         single = len(layers) == 1 and isinstance(layers[0], dict) and "name" not in layers[0] \
-            and not _is_primitive(layers[0])
+            and layers[0].get("inline") is not True and not _is_primitive(layers[0])
         before = host.size()
         for i in range(cfg.times):
             if i == 1 and not host.room_for(cfg.times, host.size() - before, path, use.scope):
