@@ -61,7 +61,7 @@ def required_value(info):
     nested = extra.get("archspec_nested")
     if nested == "layers":
         return ["relu"]
-    if nested == "branches":
+    if nested == "paths":  # a list of branches
         return [["relu"], ["relu"]]
     kinds = scalar_types(info.annotation)
     return 2 if int in kinds else 0.5 if float in kinds else "relu"
