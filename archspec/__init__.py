@@ -76,7 +76,7 @@ def compile(spec: Network | str | os.PathLike, *, device: Any = "cpu",
     file's tensors for them are ignored. On device="meta" the weights are checked, not loaded."""
     from .backends import require_torch
     require_torch()
-    from .backends.torch_backend import compile_network
+    from .backends.pytorch.compiler import compile_network
     limit = max_memory if max_memory is not None else max_param_bytes
     if skip and state_dict is None:
         raise TypeError("skip= leaves layers out of loading weights: it needs state_dict=")

@@ -374,7 +374,7 @@ def build_checkpoint(network, spec: str, output: str, device: str, max_memory: i
     Every refusal (output path, disk space, memory) comes before the model is allocated."""
     from . import analyze
     from .backends.checkpoint import estimated_checkpoint_bytes, save_checkpoint
-    from .backends.torch_backend import compile_network
+    from .backends.pytorch.compiler import compile_network
     from .fileio import check_space, output_target
     analysis = analyze(network)
     if device != "meta":

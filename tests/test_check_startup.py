@@ -53,10 +53,3 @@ def test_check_on_a_pipe_writes_no_escape_codes_and_in_a_forced_terminal_styles_
     assert [line for line in styled.splitlines() if "conv1" in line] == \
         [line for line in plain.splitlines() if "conv1" in line]
 
-
-def test_the_check_benchmark_runs_in_quick_mode():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "bench_check.py"),
-                             "--quick"], capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert result.returncode == 0, result.stderr
-    assert "x floor" in result.stdout and "check --json" in result.stdout

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import archspec
 from archspec.backends.export.exported_program import exported_program, save_program
 from archspec.backends.export.python_source import python_source
-from archspec.backends.torch_backend import class_name
+from archspec.backends.pytorch.compiler import class_name
 from archspec.cli import main
 from archspec.errors import SpecError
 from archspec.layers import REGISTRY

@@ -3,11 +3,6 @@ ReLU, `out += identity`) exactly where no one else needs the overwritten tensor,
 included; the results and gradients equal the out-of-place model's."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -142,11 +137,3 @@ def test_torch_export_of_the_in_place_model_computes_the_out_of_place_outputs():
     program = torch.export.export(model, (x,))
     torch.testing.assert_close(program.module()(x), reference(x), rtol=1e-5, atol=1e-5)
 
-
-def test_the_compiled_model_benchmark_runs_in_quick_mode():
-    root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, str(root / "tools" / "bench" / "bench_compiled.py"),
-                             "--quick"], capture_output=True, text=True, timeout=900,
-                            env=dict(os.environ, PYTHONPATH=str(root)))
-    assert result.returncode == 0, result.stderr
-    assert "resnet18   eval" in result.stdout and "resnet18   train" in result.stdout

@@ -12,9 +12,21 @@ def diagram_table():
     return LOWERING
 
 
+def pytorch_table():
+    from archspec.backends.pytorch.lowering import LOWERING
+    return LOWERING
+
+
+def python_source_table():
+    from archspec.backends.export.python_source import CALLS
+    return CALLS
+
+
 # back end -> its lowering table (keyed by layer kind)
 TABLES = {
     "diagram": diagram_table,
+    "pytorch": pytorch_table,
+    "python source": python_source_table,
 }
 
 
@@ -33,3 +45,9 @@ def test_the_diagram_fuses_only_norms_and_activations_into_convs_and_dense_layer
                          and k != "projection"} | {"conv_transpose"}
     assert fused <= {k for k in REGISTRY if REGISTRY[k].family in ("norm", "activation")}
     assert {"batch_norm", "relu", "tanh"} <= fused
+
+
+def test_layer_kinds_no_longer_build_torch_modules_themselves():
+    from archspec.layers.base import LayerKind
+    assert not any(hasattr(kind, "build_torch") for kind in REGISTRY.values())
+    assert not hasattr(LayerKind, "build_torch")

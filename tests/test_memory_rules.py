@@ -10,6 +10,7 @@ import itertools
 import pytest
 import torch
 
+from archspec.backends.pytorch.lowering import lower
 from archspec.layers.base import REGISTRY, GradFlow, LayerConfig, LayerKind, register
 from archspec.memory import Storages, storage_of
 
@@ -130,7 +131,7 @@ def test_kind_saves_what_its_rule_declares(name, fields, shapes, dtype):
     size = torch.empty(0, dtype=torch_dtype).element_size()
     for flags, trainable in grad_cases(kind, len(shapes)):
         torch.manual_seed(0)
-        module = kind.build_torch(cfg, shapes, output).to(torch_dtype).train()
+        module = lower(kind, cfg, shapes, output).to(torch_dtype).train()
         module.requires_grad_(trainable)
         state = {t.untyped_storage()._cdata for t in [*module.parameters(), *module.buffers()]}
         xs = [torch.randn((batch,) + s, dtype=torch_dtype).requires_grad_(f)
@@ -180,7 +181,7 @@ def test_a_transposed_conv_output_takes_its_own_size(dtype, threads):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        module = kind.build_torch(cfg, [(4, 3, 3, 3)], (1, 3, 3, 3)).to(DTYPES[dtype])
+        module = lower(kind, cfg, [(4, 3, 3, 3)], (1, 3, 3, 3)).to(DTYPES[dtype])
         out = module(torch.randn(2, 4, 3, 3, 3, dtype=DTYPES[dtype]))
     finally:
         torch.set_num_threads(before)

@@ -1,4 +1,4 @@
-"""Back ends: PyTorch (torch_backend, verify), graphviz (diagram), the terminal table (report)."""
+"""Back ends: PyTorch (pytorch/, verify), graphviz (diagram), the terminal table (report)."""
 from __future__ import annotations
 
 from ..errors import TorchMissing

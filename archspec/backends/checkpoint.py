@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..errors import CheckpointError, InternalError, SpecError
 from ..fileio import open_input, write_output
 from ..frontend import Limits
-from .torch_backend import check_fits, compile_network, usable_device
+from .pytorch.compiler import check_fits, compile_network, usable_device
 
 FORMAT = "archspec-checkpoint/1"
 ZIP = b"PK\x03\x04"  # torch.save's format is a zip archive

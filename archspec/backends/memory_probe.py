@@ -9,7 +9,7 @@ import weakref
 import torch
 
 from ..analysis import Analysis
-from .torch_backend import compile_network
+from .pytorch.compiler import compile_network
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..analysis import Analysis
-from .torch_backend import check_fits, compile_network, usable_device
+from .pytorch.compiler import check_fits, compile_network, usable_device
 from .weights import load_weights
 
 

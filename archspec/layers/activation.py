@@ -50,11 +50,6 @@ class _Activation(LayerKind):
             sample_axis(cfg.dim, inputs[0], self.name, "would mix the samples of a batch")
         return inputs[0]
 
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        extra = cfg.model_dump(exclude={"type", "name", "from_", "trainable"})
-        return getattr(nn, self.torch_name)(**extra)  # dim counts as in PyTorch
-
 
 for _name, (_torch_name, _keeps, _fields) in ACTIVATIONS.items():
     _config = create_model(f"{_torch_name}Config", __base__=LayerConfig,

@@ -1,8 +1,9 @@
 """What every layer kind declares, in one place, and the registry that collects them.
 
 A kind bundles its config schema (a pydantic model), its shape rule, its counts, its
-receptive-field step and its PyTorch builder, the way a Keras layer keeps config,
-``compute_output_shape`` and ``build`` side by side. Torch is imported only inside builders.
+receptive-field step and its memory rule, the way a Keras layer keeps config and
+``compute_output_shape`` side by side. Back ends lower each kind in their own table
+(archspec/backends/pytorch/lowering.py); nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -131,9 +132,6 @@ class LayerKind:
     def is_identity(self, cfg: Any, inputs: list[Shape]) -> bool:
         """True when this layer passes its (first) input through unchanged, for diagrams."""
         return False
-
-    def build_torch(self, cfg: Any, inputs: list[Shape], output: Shape):
-        raise NotImplementedError(self.name)
 
     # ---- memory: every kind states what its PyTorch lowering keeps (register checks) --------
     # the back end may overwrite the first input with the result, where nothing else needs it
@@ -306,14 +304,3 @@ def check_bias_literal(bias: bool | list[float], out: int) -> None:
     if isinstance(bias, list) and len(bias) != out:
         raise ShapeProblem(f"literal 'bias' has {len(bias)} values but the layer has {out} outputs",
                            field="bias", hint=f"give {out} bias values")
-
-
-def load_literals(module, cfg) -> None:
-    """Copy literal weight/bias into a freshly built torch module (torch imported by the caller)."""
-    import torch
-    with torch.no_grad():
-        if getattr(cfg, "weight", None) is not None:
-            module.weight.copy_(torch.tensor(cfg.weight, dtype=module.weight.dtype)
-                                .reshape(module.weight.shape))
-        if isinstance(getattr(cfg, "bias", None), list):
-            module.bias.copy_(torch.tensor(cfg.bias, dtype=module.bias.dtype))

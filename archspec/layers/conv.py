@@ -8,7 +8,7 @@ from pydantic import Field
 from .. import shapes
 from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
                    Offset, Real, RFStep, Saved, Size, check_declared,
-                   ShapeProblem, check_bias_literal, check_literal, dims_text, load_literals,
+                   ShapeProblem, check_bias_literal, check_literal, dims_text,
                    per_dim, register, require_spatial, step_text)
 
 Padding = Offset | list[Offset] | Literal["valid", "same"]
@@ -145,21 +145,6 @@ class Conv(LayerKind):
             text += " dw" if cfg.groups == inputs[0][0] else f" g{cfg.groups}"
         return f"{text}, {cfg.out_channels}"
 
-    def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import conv_class, padded
-        shape = inputs[0]
-        kernel, stride, dilation, pads = self.geometry(cfg, shape)
-        symmetric = is_symmetric(pads)
-        module = conv_class(len(kernel))(
-            shape[0], cfg.out_channels, kernel, stride=stride,
-            padding=tuple(lo for lo, _ in pads) if symmetric else 0, dilation=dilation,
-            groups=cfg.groups, bias=cfg.bias is not False,
-            padding_mode=cfg.padding_mode if symmetric else "zeros")
-        if not symmetric:
-            module = padded(module, torch_pad_args(pads), cfg.padding_mode)
-        load_literals(module, cfg)
-        return module
-
     def saved(self, cfg, inputs, output, grad):
         """The conv keeps the tensor it convolves (for the weight's gradient, and it keeps it
         even when only the input needs one); a reflect/replicate pad also keeps the input."""
@@ -232,16 +217,6 @@ class ConvTranspose(LayerKind):
         kernel, stride, *_ = self.geometry(cfg, inputs[0])
         return f"upconv {dims_text(kernel)}/{step_text(stride)}, {cfg.out_channels}"
 
-    def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import conv_transpose_class, tight
-        kernel, stride, pad, out_pad, dilation = self.geometry(cfg, inputs[0])
-        module = tight(conv_transpose_class(len(kernel)))(
-            inputs[0][0], cfg.out_channels, kernel, stride=stride, padding=pad,
-            output_padding=out_pad, groups=cfg.groups, bias=cfg.bias is not False,
-            dilation=dilation)
-        load_literals(module, cfg)
-        return module
-
     def saved(self, cfg, inputs, output, grad):
         return [SAVES_INPUT] if grad.any else []
 
@@ -283,9 +258,6 @@ class DepthwiseConv(LayerKind):
 
     def label(self, cfg, inputs):
         return Conv.label(self, self.as_conv(cfg, inputs), inputs)
-
-    def build_torch(self, cfg, inputs, output):
-        return Conv.build_torch(self, self.as_conv(cfg, inputs), inputs, output)
 
     def saved(self, cfg, inputs, output, grad):
         return Conv.saved(self, self.as_conv(cfg, inputs), inputs, output, grad)

@@ -8,7 +8,7 @@ from pydantic import Field
 from .. import shapes
 from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
                    Real, ShapeProblem, Size, check_declared,
-                   check_bias_literal, check_literal, fmt_shape, load_literals, register)
+                   check_bias_literal, check_literal, fmt_shape, register)
 
 
 class DenseConfig(LayerConfig, ActivationField, FixedWeights):
@@ -50,12 +50,6 @@ class Dense(LayerKind):
     def label(self, cfg, inputs):
         return f"dense {cfg.out_features}"
 
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        module = nn.Linear(inputs[0][0], cfg.out_features, bias=cfg.bias is not False)
-        load_literals(module, cfg)
-        return module
-
     def saved(self, cfg, inputs, output, grad):
         """addmm/mm keep the input only for the weight's gradient (the weight, a parameter, is
         what the input's gradient needs)."""
@@ -84,7 +78,3 @@ class Flatten(LayerKind):
 
     def rf_steps(self, cfg, inputs):
         return None
-
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        return nn.Flatten()

@@ -53,10 +53,6 @@ class Concat(_Merge):
         axis = sample_axis(cfg.dim, inputs[0], "concat", "")
         return "concat" if axis == 0 else f"concat dim {axis + 1}"
 
-    def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import Concat as TorchConcat
-        return TorchConcat(sample_axis(cfg.dim, inputs[0], "concat", "") + 1)
-
 
 class AddConfig(LayerConfig):
     type: Literal["add"]
@@ -78,10 +74,6 @@ class Add(_Merge):
 
     def label(self, cfg, inputs):
         return "add"
-
-    def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import Add as TorchAdd
-        return TorchAdd()
 
 
 class MultiplyConfig(LayerConfig):
@@ -126,10 +118,6 @@ class Multiply(_Merge):
             left_shape = tuple(max(a, b) for a, b in zip(left_shape, inputs[i]))
             left, left_grad = Saved("new", shape=left_shape), left_grad or grad.inputs[i]
         return kept
-
-    def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import Multiply as TorchMultiply
-        return TorchMultiply()
 
 
 class ProjectionConfig(LayerConfig):
@@ -204,7 +192,3 @@ class Projection(LayerKind):
         if strides is None:
             return "identity"
         return f"conv 1x1/{strides[0]}, {inputs[1][0]}" + (" + bn" if cfg.norm else "")
-
-    def build_torch(self, cfg, inputs, output):
-        from ..backends.torch_modules import Projection as TorchProjection
-        return TorchProjection(inputs[0][0], output[0], self.strides(inputs), cfg.norm)

@@ -42,12 +42,6 @@ class BatchNorm(LayerKind):
     def saved(self, cfg, inputs, output, grad):
         return [SAVES_INPUT] + stats(inputs[0][0]) if grad.any else []
 
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}
-        return cls[len(inputs[0])](inputs[0][0], eps=cfg.eps, momentum=cfg.momentum,
-                                    affine=cfg.affine, track_running_stats=cfg.track_running_stats)
-
 
 class LRNConfig(LayerConfig):
     type: Literal["local_response_norm"]
@@ -82,10 +76,6 @@ class LocalResponseNorm(LayerKind):
         padded = Saved("new", shape=(c + cfg.size - 1, shapes.product(spatial)))
         return [SAVES_INPUT, padded, Saved("new", shape=output), Saved("new", shape=output)]
 
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        return nn.LocalResponseNorm(cfg.size, alpha=cfg.alpha, beta=cfg.beta, k=cfg.k)
-
 
 class DropoutConfig(LayerConfig):
     type: Literal["dropout"]
@@ -111,7 +101,3 @@ class Dropout(LayerKind):
 
     def aliases_input(self, cfg, inputs, training):
         return cfg.p == 0 or not training
-
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        return nn.Dropout(cfg.p)

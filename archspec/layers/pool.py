@@ -8,8 +8,7 @@ from pydantic import Field
 from .. import shapes
 from .base import (SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, RFStep, Saved,
                    ShapeProblem, Size, dims_text, per_dim, register, require_spatial, step_text)
-from .conv import (AXES, Padding, conv_padding, is_symmetric, padded_copy, torch_pad_args,
-                   window_too_large)
+from .conv import AXES, Padding, conv_padding, is_symmetric, padded_copy, window_too_large
 
 
 def indices(output) -> Saved:
@@ -102,21 +101,6 @@ class _Pool(LayerKind):
             return [pooled]
         return [pooled, Saved("new", shape=tuple(output[1:]), batched=False)]
 
-    def build_torch(self, cfg, inputs, output):
-        from ..backends import torch_modules as tm
-        kernel, stride, dilation, pads = self.geometry(cfg, inputs[0])
-        symmetric = self.pads_itself(cfg, inputs[0])
-        padding = tuple(lo for lo, _ in pads) if symmetric else 0
-        extra = {"dilation": dilation} if self.op == "maxpool" else \
-            {"count_include_pad": cfg.count_include_pad or not symmetric}
-        module = tm.pool_class(self.op, len(kernel))(
-            kernel, stride=stride, padding=padding, ceil_mode=cfg.ceil_mode, **extra)
-        if not symmetric:
-            fill = float("-inf") if self.op == "maxpool" else 0.0
-            exclude = self.op == "avgpool" and not cfg.count_include_pad
-            module = tm.padded(module, torch_pad_args(pads), "zeros", fill, exclude_pad=exclude)
-        return module
-
 
 @register
 class MaxPool(_Pool):
@@ -172,10 +156,6 @@ class _Adaptive(LayerKind):
             return [SAVES_INPUT, indices(output)]
         return [] if set(output[1:]) == {1} else [SAVES_INPUT]
 
-    def build_torch(self, cfg, inputs, output):
-        from ..backends import torch_modules as tm
-        return tm.adaptive_pool_class(self.op, len(output) - 1)(tuple(output[1:]))
-
 
 @register
 class AdaptiveAvgPool(_Adaptive):
@@ -220,10 +200,6 @@ class _Global(LayerKind):
         if self.op == "avg" or not grad.inputs[0]:
             return []
         return [SAVES_INPUT, SAVES_OUTPUT]
-
-    def build_torch(self, cfg, inputs, output):
-        from ..backends import torch_modules as tm
-        return tm.GlobalPool(self.op, len(inputs[0]) - 1)
 
 
 @register

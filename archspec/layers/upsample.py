@@ -55,12 +55,3 @@ class Upsample(LayerKind):
             return f"upsample to {dims_text(self.output_shape(cfg, inputs)[1:])} ({cfg.mode})"
         scale = per_dim(cfg.scale_factor, len(inputs[0]) - 1, "scale_factor")
         return f"upsample x{dims_text(scale)} ({cfg.mode})"
-
-    def build_torch(self, cfg, inputs, output):
-        import torch.nn as nn
-        if cfg.size is not None:
-            return nn.Upsample(size=tuple(output[1:]), mode=cfg.mode,
-                               align_corners=cfg.align_corners)
-        scale = per_dim(cfg.scale_factor, len(inputs[0]) - 1, "scale_factor")
-        return nn.Upsample(scale_factor=tuple(float(s) for s in scale), mode=cfg.mode,
-                           align_corners=cfg.align_corners)

@@ -31,7 +31,7 @@ def export_analysis(analysis: Analysis, target: str, output: str | os.PathLike, 
         return write_output(output, lambda f: f.write(data), size=len(data))
     model = None
     if weights is not None:
-        from ..torch_backend import compile_network
+        from ..pytorch.compiler import compile_network
         from ..weights import load_weights
         model = compile_network(analysis, max_memory=max_memory)
         load_weights(model, analysis.network, weights, skip)

@@ -9,7 +9,7 @@ import torch
 
 from ...analysis import Analysis
 from ...fileio import write_output
-from ..torch_backend import compile_network
+from ..pytorch.compiler import compile_network
 
 EXAMPLE_BATCH = 2  # torch.export specialises sizes 0 and 1, so the example batch is 2
 

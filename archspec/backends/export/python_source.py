@@ -12,14 +12,15 @@ import keyword
 import math
 import pprint
 import textwrap
+from typing import Callable
 
 from torch import nn
 
 from ...analysis import Analysis
 from ...errors import InternalError, SpecError
 from ...ir import INPUT, Node
-from .. import torch_modules as tm
-from ..torch_backend import class_name, compile_network
+from ..pytorch import modules as tm
+from ..pytorch.compiler import class_name, compile_network
 
 INDENT = " " * 8
 WIDTH = 99  # the longest line written
@@ -162,7 +163,7 @@ class _Writer:
 
     def declare(self, node: Node) -> None:
         module = self.model.get_submodule(node.name)
-        if not _keeps_module(module):
+        if not _keeps_module(node, module):
             return
         parts = node.name.split(".")
         for depth in range(1, len(parts)):
@@ -254,21 +255,17 @@ class _Writer:
 
     def call(self, node: Node, args: list[str]) -> tuple[str, list[str], str]:
         """The right-hand side of a layer's statement, as (start, items, end) for wrapping."""
-        module = self.model.get_submodule(node.name)
-        if isinstance(module, tm.Concat):
-            self.imports.add("torch")
-            return "torch.cat([", args, f"], dim={module.dim})"
-        if isinstance(module, tm.Add) and module.inplace:  # into the first, as compiled
-            return args[0], ["".join(f".add_({arg})" for arg in args[1:])], ""
-        if isinstance(module, (tm.Add, tm.Multiply)):
-            return "", [(" + " if isinstance(module, tm.Add) else " * ").join(args)], ""
-        if isinstance(module, tm.GlobalPool):
-            dims = str(module.dims[0]) if len(module.dims) == 1 else repr(module.dims)
-            return f"{args[0]}.{'mean' if module.op == 'avg' else 'amax'}(", [dims], ")"
+        return CALLS[node.kind.name](self, node, self.model.get_submodule(node.name), args)
+
+    def module_call(self, node: Node, module: nn.Module, args: list[str]) -> Call:
         target = self.attribute(node.name, node)
         if hasattr(module, "explicit_padding"):
             return f"{target}(", [self.padded_call(module, target, args[0])], ")"
         return f"{target}(", args, ")"
+
+    def concat_call(self, node: Node, module: nn.Module, args: list[str]) -> Call:
+        self.imports.add("torch")
+        return "torch.cat([", args, f"], dim={module.dim})"
 
     def padded_call(self, module, target: str, arg: str) -> str:
         """Asymmetric ('same') padding: F.pad first, as the compiled module does."""
@@ -287,9 +284,42 @@ class _Writer:
         return f"{pad(arg)}) / {target}({pad(f'torch.ones_like({arg}[:1, :1])')}"
 
 
-def _keeps_module(module: nn.Module) -> bool:
+Call = tuple[str, list[str], str]  # (start, items, end) of a statement's right-hand side
+
+
+def _add_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    if module.inplace:  # into the first, as compiled
+        return args[0], ["".join(f".add_({arg})" for arg in args[1:])], ""
+    return "", [" + ".join(args)], ""
+
+
+def _multiply_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    return "", [" * ".join(args)], ""
+
+
+def _global_pool_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    dims = str(module.dims[0]) if len(module.dims) == 1 else repr(module.dims)
+    return f"{args[0]}.{'mean' if module.op == 'avg' else 'amax'}(", [dims], ")"
+
+
+# layer kind -> how its statement in forward is written; the kinds in INLINE are expressions
+# (no module in __init__), every other kind calls its module
+CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
+    "concat": _Writer.concat_call, "add": _add_call, "multiply": _multiply_call,
+    "global_avg_pool": _global_pool_call, "global_max_pool": _global_pool_call,
+    **{kind: _Writer.module_call for kind in (
+        "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
+        "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",
+        "dropout", "upsample", "projection", "relu", "leaky_relu", "relu6", "elu", "gelu",
+        "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax", "log_softmax",
+        "identity")},
+}
+INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool"}
+
+
+def _keeps_module(node: Node, module: nn.Module) -> bool:
     """Modules that stay modules in __init__ even without tensors (pools, activations, ...)."""
-    return not isinstance(module, (tm.Concat, tm.Add, tm.Multiply, tm.GlobalPool)) and not (
+    return node.kind.name not in INLINE and not (
         isinstance(module, tm.Projection) and module.conv is None)
 
 

@@ -11,13 +11,14 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .. import shapes
-from ..analysis import Analysis
-from ..collector import collector_paused
-from ..errors import DeviceUnavailable, Diagnostic, SpecError
-from ..ir import INPUT
-from ..frontend.reserved import MODULE_ATTRIBUTES, reserved_reason
-from ..units import human_bytes
+from ... import shapes
+from ...analysis import Analysis
+from ...collector import collector_paused
+from ...errors import DeviceUnavailable, Diagnostic, SpecError
+from ...ir import INPUT
+from ...frontend.reserved import MODULE_ATTRIBUTES, reserved_reason
+from ...units import human_bytes
+from .lowering import lower
 
 
 def available_memory_bytes() -> int:
@@ -134,7 +135,7 @@ def compile_network(analysis: Analysis, *, device="cpu",
     with torch.device(device):
         for node in net.nodes.values():
             info = analysis.layers[node.name]
-            module = node.kind.build_torch(node.cfg, info.input_shapes, info.output_shape)
+            module = lower(node.kind, node.cfg, info.input_shapes, info.output_shape)
             if node.name in inplace:  # ReLU, ReLU6 and Add read the flag on every call
                 module.inplace = True
             if not node.cfg.trainable:

@@ -1,0 +1,158 @@
+"""The PyTorch lowering of every layer kind: one function per kind (LOWERING, keyed by the
+kind's name) that builds the torch module from the layer's config and the shapes the analysis
+resolved, with the kind's own geometry helpers (per-dim kernel, strides, paddings). Layer kinds
+know nothing of torch; another back end keeps a table like this one."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ...layers.base import Shape, per_dim, sample_axis
+from ...layers.conv import is_symmetric, torch_pad_args
+from . import modules as tm
+
+# (kind, config, input shapes, output shape) -> the layer's torch module
+Lowering = Callable[[Any, Any, list[Shape], Shape], nn.Module]
+LOWERING: dict[str, Lowering] = {}
+
+
+def lowers(*names: str):
+    def add(function: Lowering) -> Lowering:
+        for name in names:
+            LOWERING[name] = function
+        return function
+    return add
+
+
+def lower(kind, cfg, inputs: list[Shape], output: Shape) -> nn.Module:
+    """The torch module of one layer."""
+    return LOWERING[kind.name](kind, cfg, inputs, output)
+
+
+def load_literals(module: nn.Module, cfg) -> nn.Module:
+    """Copy literal weight/bias values written in the spec into a freshly built module."""
+    with torch.no_grad():
+        if getattr(cfg, "weight", None) is not None:
+            module.weight.copy_(torch.tensor(cfg.weight, dtype=module.weight.dtype)
+                                .reshape(module.weight.shape))
+        if isinstance(getattr(cfg, "bias", None), list):
+            module.bias.copy_(torch.tensor(cfg.bias, dtype=module.bias.dtype))
+    return module
+
+
+@lowers("conv", "depthwise_conv")
+def conv(kind, cfg, inputs, output):
+    if kind.name == "depthwise_conv":
+        cfg = kind.as_conv(cfg, inputs)
+    shape = inputs[0]
+    kernel, stride, dilation, pads = kind.geometry(cfg, shape)
+    symmetric = is_symmetric(pads)
+    module = tm.conv_class(len(kernel))(
+        shape[0], cfg.out_channels, kernel, stride=stride,
+        padding=tuple(lo for lo, _ in pads) if symmetric else 0, dilation=dilation,
+        groups=cfg.groups, bias=cfg.bias is not False,
+        padding_mode=cfg.padding_mode if symmetric else "zeros")
+    if not symmetric:
+        module = tm.padded(module, torch_pad_args(pads), cfg.padding_mode)
+    return load_literals(module, cfg)
+
+
+@lowers("conv_transpose")
+def conv_transpose(kind, cfg, inputs, output):
+    kernel, stride, pad, out_pad, dilation = kind.geometry(cfg, inputs[0])
+    module = tm.tight(tm.conv_transpose_class(len(kernel)))(
+        inputs[0][0], cfg.out_channels, kernel, stride=stride, padding=pad,
+        output_padding=out_pad, groups=cfg.groups, bias=cfg.bias is not False, dilation=dilation)
+    return load_literals(module, cfg)
+
+
+@lowers("dense")
+def dense(kind, cfg, inputs, output):
+    return load_literals(nn.Linear(inputs[0][0], cfg.out_features, bias=cfg.bias is not False),
+                         cfg)
+
+
+@lowers("flatten")
+def flatten(kind, cfg, inputs, output):
+    return nn.Flatten()
+
+
+@lowers("max_pool", "avg_pool")
+def pool(kind, cfg, inputs, output):
+    kernel, stride, dilation, pads = kind.geometry(cfg, inputs[0])
+    pads_itself = kind.pads_itself(cfg, inputs[0])
+    extra = {"dilation": dilation} if kind.op == "maxpool" else \
+        {"count_include_pad": cfg.count_include_pad or not pads_itself}
+    module = tm.pool_class(kind.op, len(kernel))(
+        kernel, stride=stride, padding=tuple(lo for lo, _ in pads) if pads_itself else 0,
+        ceil_mode=cfg.ceil_mode, **extra)
+    if pads_itself:
+        return module
+    fill = float("-inf") if kind.op == "maxpool" else 0.0
+    exclude = kind.op == "avgpool" and not cfg.count_include_pad
+    return tm.padded(module, torch_pad_args(pads), "zeros", fill, exclude_pad=exclude)
+
+
+@lowers("adaptive_avg_pool", "adaptive_max_pool")
+def adaptive_pool(kind, cfg, inputs, output):
+    return tm.adaptive_pool_class(kind.op, len(output) - 1)(tuple(output[1:]))
+
+
+@lowers("global_avg_pool", "global_max_pool")
+def global_pool(kind, cfg, inputs, output):
+    return tm.GlobalPool(kind.op, len(inputs[0]) - 1)
+
+
+@lowers("batch_norm")
+def batch_norm(kind, cfg, inputs, output):
+    cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}
+    return cls[len(inputs[0])](inputs[0][0], eps=cfg.eps, momentum=cfg.momentum,
+                               affine=cfg.affine, track_running_stats=cfg.track_running_stats)
+
+
+@lowers("local_response_norm")
+def local_response_norm(kind, cfg, inputs, output):
+    return nn.LocalResponseNorm(cfg.size, alpha=cfg.alpha, beta=cfg.beta, k=cfg.k)
+
+
+@lowers("dropout")
+def dropout(kind, cfg, inputs, output):
+    return nn.Dropout(cfg.p)
+
+
+@lowers("upsample")
+def upsample(kind, cfg, inputs, output):
+    if cfg.size is not None:
+        return nn.Upsample(size=tuple(output[1:]), mode=cfg.mode, align_corners=cfg.align_corners)
+    scale = per_dim(cfg.scale_factor, len(inputs[0]) - 1, "scale_factor")
+    return nn.Upsample(scale_factor=tuple(float(s) for s in scale), mode=cfg.mode,
+                       align_corners=cfg.align_corners)
+
+
+@lowers("relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "hardswish", "hardsigmoid",
+        "sigmoid", "tanh", "softmax", "log_softmax", "identity")
+def activation(kind, cfg, inputs, output):
+    extra = cfg.model_dump(exclude={"type", "name", "from_", "trainable"})
+    return getattr(nn, kind.torch_name)(**extra)  # dim counts as in PyTorch
+
+
+@lowers("concat")
+def concat(kind, cfg, inputs, output):
+    return tm.Concat(sample_axis(cfg.dim, inputs[0], "concat", "") + 1)
+
+
+@lowers("add")
+def add(kind, cfg, inputs, output):
+    return tm.Add()
+
+
+@lowers("multiply")
+def multiply(kind, cfg, inputs, output):
+    return tm.Multiply()
+
+
+@lowers("projection")
+def projection(kind, cfg, inputs, output):
+    return tm.Projection(inputs[0][0], output[0], kind.strides(inputs), cfg.norm)
