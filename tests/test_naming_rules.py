@@ -160,6 +160,43 @@ layers:
                                                 "stage.1.bn", "w.act"]
 
 
+WITH_OR_WITHOUT_BN = """
+name: toggled
+params: {batch_norm: false}
+input: [3, 8, 8]
+layers:
+  - type: sequential
+    name: features
+    numbered: true
+    layers:
+      - type: repeat
+        times: 2
+        inline: true
+        index: k
+        layers:
+          - {type: conv, out_channels: "4 * ($k + 1)", kernel_size: 3, padding: 1}
+          - {type: batch_norm, when: $batch_norm}
+          - relu
+"""
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_an_item_left_out_by_when_takes_no_number(batch_norm):
+    # torchvision's VGG make_layers: [conv, (bn), relu] per conv, numbered as nn.Sequential
+    members = []
+    for k, cin in enumerate([3, 4]):
+        members += [nn.Conv2d(cin, 4 * (k + 1), 3, padding=1)]
+        members += [nn.BatchNorm2d(4 * (k + 1))] if batch_norm else []
+        members += [nn.ReLU()]
+    reference = nn.Module()
+    reference.features = nn.Sequential(*members)
+    reference.forward = reference.features.forward
+    network = archspec.loads(WITH_OR_WITHOUT_BN, params={"batch_norm": batch_norm})
+    assert list(network.nodes) == [f"features.{i}" for i in range(len(members))]
+    model = archspec.compile(network)
+    assert layout(model) == layout(reference)
+
+
 # ---- residual shortcuts ------------------------------------------------------------------
 
 BASIC_BLOCKS = """
