@@ -474,8 +474,10 @@ def verify(spec, device, batch_size, max_memory, weights, skip, reader):
         click.echo(f"mismatch: {line}", err=True)
     if problems:
         sys.exit(1)
+    loaded = "" if weights is None else f", weights from {weights}"
     click.echo(f"{analysis.network.name}: the analysis equals PyTorch on {len(analysis.layers)} "
-               f"layers ({analysis.params:,} parameters, {analysis.buffers:,} buffers, {device})")
+               f"layers ({analysis.params:,} parameters, {analysis.buffers:,} buffers, {device}"
+               f"{loaded})")
 
 
 @main.command()

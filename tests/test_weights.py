@@ -244,6 +244,14 @@ def test_nothing_is_loaded_when_anything_is_wrong(tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in fresh.items())
 
 
+def test_half_precision_weights_load_converted_to_the_models_float32(tmp_path):
+    path = spec(tmp_path)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in trained_state(path).items()}
+    model = archspec.compile(path, state_dict=half)
+    assert model.state_dict()["fc.weight"].dtype == torch.float32
+    assert torch.equal(model.state_dict()["fc.weight"], half["fc.weight"].float())
+
+
 def test_a_file_without_batchnorm_counters_loads_and_counts_from_zero(tmp_path):
     """Files saved before PyTorch 0.4.1 have no num_batches_tracked; PyTorch starts it at 0."""
     path = spec(tmp_path)
@@ -383,7 +391,8 @@ def test_verify_and_export_take_the_weights(tmp_path):
     state = trained_state(path)
     torch.save(state, good)
     torch.save(trained_state(spec(tmp_path, classes=1000)), bad)
-    assert cli("verify", path, "--weights", good).returncode == 0
+    verified = cli("verify", path, "--weights", good)
+    assert verified.returncode == 0 and f"cpu, weights from {good})" in verified.stdout
     assert cli("verify", path, "--weights", bad).returncode == 1
     program_file = tmp_path / "tiny.pt2"
     result = cli("export", path, "--to", "torch-export", "--weights", good, "-o", program_file)
