@@ -122,6 +122,13 @@ def test_parameter_names_are_names(name, message):
     assert d.message.startswith(message) and (d.line, d.column) == (4, 3)
 
 
+def test_a_block_parameter_cannot_hide_the_incoming_shape():
+    d = diagnostic("name: t\ninput: [3, 8, 8]\nblocks:\n  b:\n    params: {in_shape: 1}\n"
+                   "    layers: [relu]\nlayers: [b]\n")
+    assert d.message == "parameter name 'in_shape' is reserved for the incoming tensor's shape"
+    assert (d.line, d.column) == (5, 14) and d.hint == "choose another name"
+
+
 def test_block_parameters_shadow_spec_parameters_and_defaults_see_spec_parameters():
     text = """\
 name: t

@@ -158,6 +158,12 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
             diagnostics.append(smap.diagnostic(
                 ("blocks", name), f"block name '{name}' is a spelling of the built-in layer "
                 f"type '{kind}'", at_key=True, hint=f"rename the block, e.g. 'my_{kind}'"))
+    for name, block in doc.blocks.items():  # a block's params are named like the spec's
+        for param in block.params:
+            problem = spec_params.bad_name(param)
+            if problem:
+                diagnostics.append(smap.diagnostic(("blocks", name, "params", param), problem[0],
+                                                   at_key=True, hint=problem[1]))
     for i, size in enumerate(doc.input):
         if size > MAX_DIM:
             diagnostics.append(smap.diagnostic(("input", i), f"input size {size} is absurd "

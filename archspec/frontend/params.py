@@ -89,7 +89,7 @@ def bind(declared: Any, given: Mapping[str, Any] | None, smap, origin: str = "pa
     failed: set[str] = set()
     for name, default in declared.items():
         where = ("params", name)
-        problem = _bad_name(name)
+        problem = bad_name(name)
         if problem:
             diagnostics.append(smap.diagnostic(where, problem[0], at_key=True, hint=problem[1]))
             continue
@@ -120,7 +120,7 @@ def bind(declared: Any, given: Mapping[str, Any] | None, smap, origin: str = "pa
     return bound
 
 
-def _bad_name(name: str) -> tuple[str, str] | None:
+def bad_name(name: str) -> tuple[str, str] | None:
     if not re.fullmatch(NAME, name):
         return (f"parameter name {name!r} is not a valid name",
                 ("start with a letter or '_', then letters, digits and '_' (it is written '$name' "
