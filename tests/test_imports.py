@@ -455,3 +455,27 @@ def test_a_one_file_spec_built_with_set_stores_the_bound_values(tmp_path):
     plain = tmp_path / "plain.pt"  # without --set, the file as written (comments and all)
     assert CliRunner().invoke(main, ["build", str(spec), "-o", str(plain)]).exit_code == 0
     assert torch.load(plain, weights_only=True)["spec"] == spec.read_text()
+
+
+def test_the_json_schema_knows_imports_and_imported_block_types():
+    jsonschema = pytest.importorskip("jsonschema")
+    from archspec.frontend.schema import spec_json_schema
+    validator = jsonschema.Draft202012Validator(spec_json_schema())
+    assert not list(validator.iter_errors(load_yaml(NET)[0]))  # 'unit' comes from the import
+    bad = load_yaml(NET.replace("{file: lib/unit.yaml}", "{file: lib/unit.yaml, blokcs: []}"))[0]
+    assert [e.message for e in validator.iter_errors(bad)] == \
+        ["Additional properties are not allowed ('blokcs' was unexpected)"]
+
+
+def test_a_name_clash_across_files_notes_the_first_use_with_its_file(tmp_path):
+    """An inline block puts its names in the enclosing scope: the clash is in the spec, the
+    first use in the library."""
+    spec = write(tmp_path, {"net.yaml": NET.replace("{type: unit, name: b, c: 8}",
+                                                    "{type: relu, name: conv}")
+                                           .replace("{type: unit, name: a, c: 4}",
+                                                    "{type: unit, c: 4, inline: true}"),
+                            "lib/unit.yaml": UNIT.replace("{type: conv,", "{type: conv, name: conv,")})
+    d = one_error(spec)
+    assert (d.file, d.line) == (str(spec), 7)
+    assert d.message == "name 'conv' is already used in this scope"
+    assert f"first used at {tmp_path / 'lib' / 'unit.yaml'}:5:9" in d.notes

@@ -33,6 +33,15 @@ class BlockDefinition(BaseModel):
                               description="The block's layers; '$param' and '$a * 2' substitute.")
 
 
+class ImportEntry(BaseModel):
+    """One file to take blocks and params from (archspec.frontend.imports reads them)."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    file: str = Field(description="Path of a spec file, relative to the importing file.")
+    blocks: list[str] | None = Field(None, description=(
+        "Only these blocks (and the blocks they use); default: all."))
+    params: list[str] | None = Field(None, description="Only these params; default: all.")
+
+
 class SpecDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(description="Network name.")
@@ -42,6 +51,8 @@ class SpecDocument(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description=(
         "Spec parameters with their defaults (any YAML value; a default may be an expression "
         "over the parameters above it). Set from outside with --set name=value."))
+    imports: list[ImportEntry] = Field(default_factory=list, description=(
+        "Spec files to take blocks and params from (merged in before the rest is read)."))
     blocks: dict[str, BlockDefinition] = Field(
         default_factory=dict, description="User-defined blocks, used as types.",
         json_schema_extra={"propertyNames": {"pattern": f"^{BLOCK_NAME}$"}})

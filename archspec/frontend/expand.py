@@ -198,14 +198,14 @@ class Expander:
                             "attribute)")
             return None
         if local in scope.names:
-            first = self.source.position(scope.name_paths[local])
+            first = self.source.place(scope.name_paths[local])
             inline = self.inline_names.get(scope.full(local)) or scope.inline
             self.error(name_path, f"name '{local}' is already used in this scope", scope=scope,
                        at_key=at_key,
                        hint=f"give the layer another name (inline block '{inline}' puts its "
                             "layers' names in the enclosing scope; or remove 'inline: true')"
                        if inline else "give the layer another name",
-                       notes=[f"first used at line {first[0]}"] if first else [])
+                       notes=[f"first used at {first}"] if first else [])
             return None
         if local == INPUT:
             self.error(name_path, "'input' is reserved for the network input" if not scope.prefix

@@ -211,7 +211,7 @@ def spec_json_schema() -> dict[str, Any]:
     return {
         "$schema": DIALECT,
         **document,
-        "if": {"required": ["blocks"]},
+        "if": {"anyOf": [{"required": ["blocks"]}, {"required": ["imports"]}]},
         "else": {"properties": {"layers": {"items": _ref(BUILTIN_ONLY)}}},
         "title": "archspec network spec",
         "$defs": dict(sorted(defs.items())),

@@ -96,6 +96,11 @@ class SpecSources:
         pos = smap.key_position(there) if at_key else smap.position(there)
         return smap.file + ("" if pos is None else f":{pos[0]}:{pos[1]}")
 
+    def place(self, path: Path) -> str | None:
+        """Where the value at path is, for a note: 'line 12' in a spec of one file, else
+        'file:line:column'."""
+        return self.where(path) if self.several_files else self.root.place(path)
+
     def diagnostic(self, path: Path, message: str, **kwargs) -> Diagnostic:
         smap, there = self._map(path)
         return smap.diagnostic(there, message, **kwargs)

@@ -170,6 +170,11 @@ class SourceMap:
     def file_of(self, path: Path) -> str:
         return self.file
 
+    def place(self, path: Path) -> str | None:
+        """Where the value at path is, for a note: 'line 12' (the file is the diagnostic's)."""
+        pos = self.position(path)
+        return None if pos is None else f"line {pos[0]}"
+
     def use_note(self, block: str, definition: Path, use: Path) -> str:
         """The note on what is inside an instance of a user block (see SpecSources)."""
         where = self.position(use)
