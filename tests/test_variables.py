@@ -232,6 +232,14 @@ def test_a_type_by_expression_that_names_no_type_is_located():
     assert d.hint == "did you mean 'relu'?"
 
 
+def test_a_mapping_as_type_beside_an_expression_is_located_not_a_crash():
+    # found by the fuzz suite mutating specs/vgg.yaml: the item's expression sent it through
+    # the per-item evaluation, which looked the mapping up among the block names
+    (d,) = errors("name: t\ninput: [4]\nparams: {c: 3}\n"
+                  "layers:\n  - {type: {type: dense}, out_features: $c}\n")
+    assert d.message == "layer has no 'type'" and (d.line, d.column) == (5, 5)
+
+
 # ---- when: --------------------------------------------------------------------------------
 
 WHEN = """

@@ -711,7 +711,7 @@ class Expander:
             if has_expression(kind):
                 kind = param_expr.substitute(kind, variables, path + ("type",))
             return evaluate_fields(dict(item, type=kind) if "type" in item else item, variables,
-                                   path, user_block=kind in self.user_blocks)
+                                   path, user_block=isinstance(kind, str) and kind in self.user_blocks)
         except UnknownShape:
             return None  # the shape error upstream is reported; no second error here
         except param_expr.ExpressionError as exc:
