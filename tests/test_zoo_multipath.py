@@ -115,7 +115,7 @@ def test_mobilenet_v2_reference_figures_and_runtime():
     # (t, c, n, s) row after its first block: 1 + 2 + 3 + 2 + 2 + 0 = 10 additions
     adds = [i.name for i in a.layers.values() if i.type == "add"]
     assert adds == [f"features.{n}.add" for n in (3, 5, 6, 8, 9, 10, 12, 13, 15, 16)]
-    assert a.layers["features.18.relu"].output_shape == (1280, 7, 7)
+    assert a.layers["features.18.2"].output_shape == (1280, 7, 7)
     assert a.output_shapes == [(1000,)]
     assert mismatches(a, device="cpu", batch_size=1) == []
 
