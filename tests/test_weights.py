@@ -447,7 +447,6 @@ def test_torchvisions_weights_load_strictly_into_the_zoo_spec(name):
 RESNET = ROOT / "specs" / "resnet.yaml"
 
 
-@pytest.mark.skipif(not RESNET.exists(), reason="specs/resnet.yaml (the zoo's family spec) to come")
 def test_torchvisions_resnet50_weights_fine_tune_with_a_new_10_class_head(tmp_path):
     pretrained, weights = random_state_dict("resnet50", seed=2), tmp_path / "resnet50.pt"
     torch.save(pretrained, weights)
