@@ -48,6 +48,21 @@ def test_every_attribute_of_a_compiled_model_is_refused_as_a_name():
     assert missing == []
 
 
+def test_names_beginning_with_two_underscores_are_refused_as_torch_may_add_them_at_run_time():
+    """torch.compile sets attributes such as ___needs_generation_tag_patch on modules it has
+    seen, after the model is built: no fixed list can hold them all."""
+    model = archspec.compile(archspec.loads(spec_text("x", nested=False)))
+    torch.compile(model, backend="eager")(torch.randn(1, 3, 8, 8))
+    added = {a for a in dir(model) if a.startswith("___")}
+    for name in added | {"__private", "___x"}:
+        with pytest.raises(SpecError) as info:
+            archspec.loads(spec_text(name, nested=True))
+        [d] = info.value.diagnostics
+        assert d.message == (f"'{name}' begins with two underscores, kept for Python's and "
+                             "PyTorch's own attributes: it cannot name a layer or block")
+    archspec.loads(spec_text("_private", nested=True))  # one underscore is the user's
+
+
 @pytest.mark.parametrize("nested", [False, True], ids=["top", "in-block"])
 @pytest.mark.parametrize("name", NAMES)
 def test_check_refuses_a_module_attribute_as_a_name(name, nested):

@@ -52,4 +52,6 @@ def reserved_reason(name: str, attributes: frozenset[str] = MODULE_ATTRIBUTES) -
         return f"'{name}' is a Python keyword"
     if name in attributes:
         return f"'{name}' is an attribute of every PyTorch module (model.{name})"
+    if name.startswith("__"):  # Python's and PyTorch's own (torch.compile adds ___ names at run time)
+        return f"'{name}' begins with two underscores, kept for Python's and PyTorch's own attributes"
     return None
