@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from ..errors import MAX_KEPT, CheckpointError, Diagnostic, InternalError, WeightsError
 from ..ir import Network
+from ..frontend.messages import suggest
 from .checkpoint import FORMAT, read_untrusted
 
 COUNTER = "num_batches_tracked"  # BatchNorm's counter: files saved before PyTorch 0.4.1 lack it
@@ -189,10 +190,10 @@ def _unknown_skips(net: Network, skip: tuple[str, ...], expected: dict) -> list[
         if any(_skipped(k, (prefix,)) for k in expected):
             continue
         names = sorted({k.rsplit(".", 1)[0] for k in expected} | set(net.blocks))
-        close = difflib.get_close_matches(prefix, names, n=1)
+        close = suggest(prefix, names)
         problems.append(Diagnostic(
             f"skip '{prefix}' names no layer or block with weights in the spec",
-            file=net.source.file, hint=f"did you mean '{close[0]}'?" if close else
+            file=net.source.file, hint=f"did you mean '{close}'?" if close else
             "give a layer or block name as the state_dict has it, e.g. fc or layer4"))
     return problems
 

@@ -14,12 +14,13 @@ A string holding '${' is a template: each '${expr}' is evaluated and the text jo
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import operator
 import re
 from collections.abc import Callable
 from typing import Any
+
+from .messages import suggest
 
 MAX_EXPRESSION_CHARS = 200
 MAX_TEMPLATE_CHARS = 1000
@@ -257,9 +258,9 @@ class _Parser:
             self.expect("op", ")")
             return ("call", word, tuple(args))
         if self.peek() == ("op", "("):
-            close = difflib.get_close_matches(word, list(HELPERS), n=1)
+            close = suggest(word, list(HELPERS))
             raise ExpressionError(f"unknown function '{word}' in '{self.text}'",
-                                  hint=f"did you mean '{close[0]}'?" if close else
+                                  hint=f"did you mean '{close}'?" if close else
                                   f"the functions are {', '.join(HELPERS)}")
         if word in ("True", "False"):
             hint = f"write {word.lower()}"
@@ -389,12 +390,12 @@ class _Evaluator:
     def variable(self, name: str) -> Any:
         if name not in self.values:
             known = list(self.values)
-            close = difflib.get_close_matches(name, known, n=1)
+            close = suggest(name, known)
             declare = "declare it under 'params:' at the top of the spec, or in a block's params"
-            if close and close[0] not in INCOMING:
-                hint = f"did you mean '${close[0]}'?"
+            if close and close not in INCOMING:
+                hint = f"did you mean '${close}'?"
             elif close:
-                hint = f"did you mean '${close[0]}'? Else {declare}"
+                hint = f"did you mean '${close}'? Else {declare}"
             else:
                 params = [k for k in known if k not in INCOMING]
                 hint = f"parameters here: {', '.join(params)}" if params else \
@@ -461,9 +462,9 @@ class _Evaluator:
             text = str(key)  # YAML keys are text: 50 finds the key written 50
             if text not in container:
                 keys = [str(k) for k in container]
-                close = difflib.get_close_matches(text, keys, n=1)
+                close = suggest(text, keys)
                 self.fail(f"{what} has no key {text}",
-                          hint=f"did you mean {close[0]!r}?" if close else
+                          hint=f"did you mean {close!r}?" if close else
                           f"its keys: {', '.join(keys[:12]) or 'none'}")
             return container[text]
         self.fail(f"only lists and mappings can be indexed; {what} is {kind_of(container)}",
