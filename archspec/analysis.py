@@ -410,6 +410,7 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields, rules: dict[tuple, 
         rf, note = rf_union(composed) if len(composed) > 1 else (composed[0], None)
         if note:
             notes.append(note)
+    notes.extend(kind.notes(cfg, in_shapes))
     trainable = counts.params if cfg.trainable else 0
     return LayerInfo(name=node.name, type=kind.name, family=kind.family, label=label,
                      inputs=list(node.inputs), input_shapes=in_shapes, output_shape=out,

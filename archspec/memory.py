@@ -127,9 +127,11 @@ def saved_bytes(analysis) -> dict[str, int]:
 
 def storage_of(item: Saved, index: int, name: str, inputs: list[str], store: Storages,
                analysis) -> tuple[str, int]:
+    if item.copy_of is not None and (analysis.batch_size == 1 or item.shape[0] == 1):
+        item = Saved("input", index=item.copy_of)  # the transposed view needs no copy
     if item.tensor == "new":
-        element = 8 if item.int64 else analysis.dtype_bytes
-        return f"{name}#{index}", item.elements(analysis.batch_size) * element
+        return f"{name}#{index}", item.elements(analysis.batch_size) * \
+            item.element_bytes(analysis.dtype_bytes)
     key = store.of[inputs[item.index] if item.tensor == "input" else name]
     return key, store.nbytes[key]
 

@@ -41,7 +41,8 @@ def traced_params():
     heavy = pytest.mark.skipif(not RUN_HEAVY, reason="10-20 s of CPU each: set "
                                "ARCHSPEC_SLOW_TESTS=1 (CI runs them)")
     return [pytest.param(str(p), id=p.stem, marks=[heavy] if p.stem in HEAVY else [])
-            for p in RUNNABLE] + [pytest.param("all kinds", id="all_kinds")]
+            for p in RUNNABLE] + [pytest.param(name, id=name.replace(" ", "_"))
+                                  for name in INLINE_SPECS]
 
 # Every registered layer kind, with the odd cases of each lowering: asymmetric 'same' padding
 # (explicit F.pad; -inf for max pooling; average pooling that excludes the padding), reflect
@@ -103,15 +104,27 @@ outputs: [probs, logprobs]
 """
 
 
-def all_kinds():
-    return archspec.loads(ALL_KINDS, filename="<all kinds>")
+# the kinds that take token sequences [L, E] (features last)
+TOKEN_KINDS = """
+name: token kinds
+input: [6, 16]
+layers:
+  - {type: multi_head_attention, name: attn, num_heads: 4, dropout: 0.1}
+  - {type: multi_head_attention, name: causal, num_heads: 2, causal: true, bias: false}
+  - {type: multi_head_attention, name: cross, num_heads: 2, from: [causal, input]}
+"""
+INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS}
+
+
+def all_kinds(name: str = "all kinds"):
+    return archspec.loads(INLINE_SPECS[name], filename=f"<{name}>")
 
 
 @functools.cache
 def compiled(spec: str):
     """One compiled model per spec for every test here (the big ones take seconds to build)."""
     torch.manual_seed(0)
-    network = all_kinds() if spec == "all kinds" else archspec.load(spec)
+    network = all_kinds(spec) if spec in INLINE_SPECS else archspec.load(spec)
     return archspec.analyze(network), archspec.compile(network)
 
 
@@ -133,12 +146,13 @@ def generated_class(source: str, analysis):
 
 
 def test_the_all_kinds_spec_uses_every_registered_layer_kind():
-    used = {node.kind.name for node in all_kinds().nodes.values()}
+    used = {node.kind.name for name in INLINE_SPECS for node in all_kinds(name).nodes.values()}
     assert used == set(REGISTRY), set(REGISTRY) - used
 
 
-@pytest.mark.parametrize("spec", [str(p) for p in RUNNABLE] + ["all kinds"],
-                         ids=[p.stem for p in RUNNABLE] + ["all_kinds"])
+@pytest.mark.parametrize("spec", [str(p) for p in RUNNABLE] + list(INLINE_SPECS),
+                         ids=[p.stem for p in RUNNABLE] + [n.replace(" ", "_")
+                                                           for n in INLINE_SPECS])
 def test_python_source_loads_the_compiled_state_dict_and_computes_the_same(spec):
     analysis, model = compiled(spec)
     source = python_source(analysis)
@@ -147,11 +161,11 @@ def test_python_source_loads_the_compiled_state_dict_and_computes_the_same(spec)
     generated.load_state_dict(model.state_dict(), strict=True, assign=True)
     assert {k: p.requires_grad for k, p in generated.named_parameters()} == \
         {k: p.requires_grad for k, p in model.named_parameters()}
-    x = torch.randn(2 if spec == "all kinds" else 1, *analysis.input_shape)
+    x = torch.randn(2 if spec in INLINE_SPECS else 1, *analysis.input_shape)
     model.eval(), generated.eval()
     with torch.no_grad():
         assert_outputs_equal(generated(x), model(x))
-    if spec == "all kinds":  # training mode: dropout masks, batch statistics, running averages
+    if spec in INLINE_SPECS:  # training mode: dropout masks, batch statistics, running averages
         model.train(), generated.train()
         torch.manual_seed(1)
         want = model(x)

@@ -61,6 +61,13 @@ SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
     "add": [({}, [(2, 4, 4)] * 2), ({}, [(2, 4)] * 3)],
     "multiply": [({}, [(2, 4, 4)] * 2), ({}, [(2, 4, 4), (2, 1, 1)]),
                  ({}, [(2, 4, 4), (2, 1, 1), (2, 4, 4)])],
+    "multi_head_attention": [({"num_heads": 2}, [(5, 8)]),
+                             ({"num_heads": 2, "dropout": 0.1}, [(5, 8)]),
+                             ({"num_heads": 2, "causal": True, "bias": False}, [(5, 8)]),
+                             ({"num_heads": 4}, [(5, 8), (7, 8)]),
+                             ({"num_heads": 2, "dropout": 0.2}, [(5, 8), (7, 8)]),
+                             ({"num_heads": 2}, [(5, 8), (7, 6)]),
+                             ({"num_heads": 1, "dropout": 0.5}, [(5, 8), (7, 6)])],
     "projection": [({}, [(3, 6, 6), (3, 6, 6)]), ({}, [(3, 6, 6), (4, 3, 3)]),
                    ({"norm": False}, [(3, 6, 6), (4, 3, 3)])],
 }
@@ -116,7 +123,8 @@ def declared(kind, cfg, shapes, output, grad, dtype_bytes, batch) -> list[tuple[
     found = {}
     for index, item in enumerate(kind.saved(cfg, shapes, output, grad)):
         key, size = storage_of(item, index, "out", names, Storages(of, nbytes), Sizes)
-        found[key] = size
+        if size:  # a tensor kept only in other dtypes
+            found[key] = size
     return sorted(("new" if "#" in key else key, size) for key, size in found.items()) + [
         ("output storage", nbytes[out_key])]
 

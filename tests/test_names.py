@@ -245,7 +245,7 @@ def test_a_chain_within_the_limit_still_compiles(tmp_path):
 
 @pytest.mark.parametrize("kind, hint_has", [
     ("layer_norm", "batch_norm, "), ("LayerNorm", "archspec types"), ("lstm", "conv, "),
-    ("gru", "dense"), ("attention", "flatten"), ("multi_head_attention", "relu"),
+    ("gru", "dense"), ("Transformer", "flatten"),
     ("embedding", "upsample"), ("transformer", "residual"), ("GroupNorm", "batch_norm"),
     ("prelu", "relu"),
 ])

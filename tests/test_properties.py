@@ -529,3 +529,56 @@ def test_random_specs_memory_matches_pytorch(case):
     assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
     assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
     event(dtype)
+
+
+# ---- token sequences: attention and transformer layers ----------------------------------------
+
+def tokens_input(length: int, features: int):
+    return [length, features]
+
+
+@st.composite
+def token_specs(draw):
+    """A chain of self-, causal and cross-attention layers on a [L, E] sequence; cross layers
+    attend to an earlier layer's output."""
+    heads = draw(st.integers(1, 4))
+    embed = heads * draw(st.integers(1, 4))
+    spec = {"name": "tokens", "input": tokens_input(draw(st.integers(1, 9)), embed),
+            "layers": []}
+    names = ["input"]
+    for i in range(draw(st.integers(1, 4))):
+        item = {"type": "multi_head_attention", "name": f"a{i}",
+                "num_heads": draw(st.sampled_from(divisors(embed))),
+                "bias": draw(st.booleans()), "dropout": draw(st.sampled_from([0.0, 0.0, 0.25]))}
+        if draw(st.booleans()) and len(names) > 1:
+            item["from"] = [names[-1], draw(st.sampled_from(names[:-1]))]
+        else:
+            item["causal"] = draw(st.booleans())
+        if draw(st.integers(0, 3)) == 0:
+            item["trainable"] = False
+        spec["layers"].append(item)
+        names.append(item["name"])
+    return spec
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(token_specs(), st.sampled_from(list(MEMORY_DTYPES)), st.integers(1, 3))
+def test_random_attention_specs_match_pytorch(spec, dtype, batch):
+    """Shapes, params, MACs (FlopCounterMode under the math kernel) and saved memory."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archspec.backends.memory_probe import measure_saved_bytes
+    from archspec.memory import saved_bytes
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.loads(text), batch_size=batch,
+                                dtype_bytes=MEMORY_DTYPES[dtype])
+    assert analysis.output_shapes == [tuple(spec["input"])], text
+    assert mismatches(analysis, device="cpu") == [], text
+    model = archspec.compile(analysis.network).eval()
+    # with grad enabled: eval under no_grad takes the fused path, which FlopCounterMode misses
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as count:
+        model(torch.randn(1, *spec["input"]))
+    assert count.get_total_flops() == 2 * analysis.macs, text
+    assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
+    event(dtype)

@@ -26,6 +26,8 @@ SYNONYMS = {
     "separableconv": "separable_conv", "depthwiseconv": "depthwise_conv", "residualblock":
     "residual", "skip": "residual", "flattening": "flatten", "adaptiveavgpool": "adaptive_avg_pool",
     "adaptivemaxpool": "adaptive_max_pool", "localresponsenorm": "local_response_norm",
+    "attention": "multi_head_attention", "selfattention": "multi_head_attention",
+    "mha": "multi_head_attention", "crossattention": "multi_head_attention",
 }
 
 
@@ -34,9 +36,7 @@ SYNONYMS = {
 FOREIGN_LAYERS = {
     "layernorm", "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
     "lstm", "gru", "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
-    "attention", "selfattention", "multiheadattention", "mha", "crossattention",
-    "transformer", "transformerencoder", "transformerdecoder", "transformerencoderlayer",
-    "transformerdecoderlayer", "positionalencoding", "positionalembedding", "embedding",
+    "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding", "embedding",
     "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
     "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
     "tanhshrink", "threshold", "bilinear", "reshape", "view", "permute", "transpose", "squeeze",

@@ -27,7 +27,7 @@ Real = Annotated[float, Ge(-FLOAT_LIMIT), Le(FLOAT_LIMIT), AllowInfNan(False)]
 PositiveReal = Annotated[float, Gt(0), Le(FLOAT_LIMIT), AllowInfNan(False)]
 
 FAMILIES = ("input", "conv", "pool", "dense", "norm", "activation", "dropout", "reshape",
-            "merge", "upsample")
+            "merge", "upsample", "attention")
 
 
 class ShapeProblem(Exception):
@@ -57,6 +57,17 @@ class Saved:
     shape: Shape = ()           # "new": its shape, without the batch dim when `batched`
     batched: bool = True        # "new": it has the batch dim
     int64: bool = False         # "new": indices, 8 bytes each whatever the dtype
+    float32: bool = False       # "new": kept in float32 when the dtype is narrower (statistics)
+    dtypes: Literal["all", "wide", "half"] = "all"  # "new": kept only in 4+ or 2-byte dtypes
+    # "new": a copy of input `copy_of` made contiguous in sequence-first order ([L, N, E], as
+    # nn.MultiheadAttention works); with a batch of 1 or one position it is the input itself
+    copy_of: int | None = None
+
+    def element_bytes(self, dtype_bytes: int) -> int:
+        """Bytes per element in a model of that dtype; 0 when it is not kept in that dtype."""
+        if self.dtypes != "all" and (dtype_bytes >= 4) != (self.dtypes == "wide"):
+            return 0
+        return 8 if self.int64 else max(dtype_bytes, 4) if self.float32 else dtype_bytes
 
     def elements(self, batch_size: int) -> int:
         from ..shapes import product
@@ -128,6 +139,10 @@ class LayerKind:
 
     def label(self, cfg: Any, inputs: list[Shape]) -> str:
         return self.name
+
+    def notes(self, cfg: Any, inputs: list[Shape]) -> list[str]:
+        """Notes on every use of the layer (attention: its field is the whole sequence)."""
+        return []
 
     def is_identity(self, cfg: Any, inputs: list[Shape]) -> bool:
         """True when this layer passes its (first) input through unchanged, for diagrams."""

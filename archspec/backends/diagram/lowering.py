@@ -23,6 +23,7 @@ FAMILY_COLOURS = {
     "reshape": "#d0bfff",
     "merge": "#fcc2d7",
     "upsample": "#99e9f2",
+    "attention": "#eebefa",
 }
 
 
@@ -64,6 +65,7 @@ LOWERING: dict[str, Drawing] = {
     "global_avg_pool": Drawing(),
     "global_max_pool": Drawing(),
     "upsample": Drawing(),
+    "multi_head_attention": Drawing(),
     # merges are ovals, so the points where paths meet stand out from the layers
     "add": Drawing(shape="oval"),
     "multiply": Drawing(shape="oval"),

@@ -302,11 +302,25 @@ def _global_pool_call(writer: _Writer, node: Node, module: nn.Module, args: list
     return f"{args[0]}.{'mean' if module.op == 'avg' else 'amax'}(", [dims], ")"
 
 
+def _attention_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    """nn.MultiheadAttention returns (output, weights): the output alone, as compiled."""
+    query, memory = args[0], args[-1]
+    items = [query, memory, memory, "need_weights=False"]
+    if module.causal:
+        writer.imports.add("torch")
+        length = f"{query}.shape[1]"
+        mask = (f"attn_mask=torch.ones({length}, {length}, dtype=torch.bool, "
+                f"device={query}.device).triu(1)")
+        items += [mask, "is_causal=True"]
+    return f"{writer.attribute(node.name, node)}(", items, ")[0]"
+
+
 # layer kind -> how its statement in forward is written; the kinds in INLINE are expressions
 # (no module in __init__), every other kind calls its module
 CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "concat": _Writer.concat_call, "add": _add_call, "multiply": _multiply_call,
     "global_avg_pool": _global_pool_call, "global_max_pool": _global_pool_call,
+    "multi_head_attention": _attention_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",

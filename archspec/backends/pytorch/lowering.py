@@ -156,3 +156,10 @@ def multiply(kind, cfg, inputs, output):
 @lowers("projection")
 def projection(kind, cfg, inputs, output):
     return tm.Projection(inputs[0][0], output[0], kind.strides(inputs), cfg.norm)
+
+
+@lowers("multi_head_attention")
+def multi_head_attention(kind, cfg, inputs, output):
+    _, _, embed, kdim, vdim = kind.dims(cfg, inputs)
+    return tm.Attention(embed, cfg.num_heads, dropout=cfg.dropout, bias=cfg.bias, kdim=kdim,
+                        vdim=vdim, causal=cfg.causal)

@@ -141,3 +141,30 @@ class Projection(nn.Module):
             return x
         x = self.conv(x)
         return self.bn(x) if self.bn is not None else x
+
+
+class Attention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (batch_first) called as layer(query[, key[, value]]): keys and values
+    default to the query (self-attention), the value to the key; returns the output alone (no
+    weights, so PyTorch may take its fused kernels). The state_dict is nn.MultiheadAttention's."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 kdim: int | None = None, vdim: int | None = None, causal: bool = False):
+        super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, kdim=kdim, vdim=vdim,
+                         batch_first=True)
+        self.bias, self.add_bias_kv, self.causal = bias, False, causal  # constructor arguments
+
+    def forward(self, query, key=None, value=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        mask = causal_mask(query.shape[1], query.device) if self.causal else None
+        return super().forward(query, key, value, need_weights=False, attn_mask=mask,
+                               is_causal=self.causal)[0]
+
+    def extra_repr(self):
+        return "causal=True" if self.causal else ""
+
+
+def causal_mask(length: int, device) -> torch.Tensor:
+    """True above the diagonal: position i may not attend to j > i."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
