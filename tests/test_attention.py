@@ -103,13 +103,17 @@ def test_causal_attention_is_attention_with_the_future_masked_and_counts_the_ful
         torch.testing.assert_close(module(later)[:, 0], module(x)[:, 0])
 
 
-def test_heads_must_divide_the_embedding():
-    cfg = KIND.Config.model_validate({"type": "multi_head_attention", "num_heads": 5})
+@pytest.mark.parametrize("kind, field, heads, embed, near", [
+    ("multi_head_attention", "num_heads", 5, 768, "1, 2, 3, 4, 6, 8"),
+    ("transformer_encoder_layer", "nhead", 7, 512, "1, 2, 4, 8, 16, 32"),
+])
+def test_heads_must_divide_the_embedding(kind, field, heads, embed, near):
+    cfg = REGISTRY[kind].Config.model_validate({"type": kind, field: heads})
     with pytest.raises(ShapeProblem) as info:
-        KIND.output_shape(cfg, [(10, 768)])
-    assert info.value.field == "num_heads"
-    assert "num_heads 5 does not divide the embedding dim 768" in info.value.message
-    assert "divisors of 768" in info.value.hint and "4, 6, 8" in info.value.hint
+        REGISTRY[kind].output_shape(cfg, [(10, embed)])
+    assert info.value.field == field
+    assert f"{field} {heads} does not divide the embedding dim {embed}" in info.value.message
+    assert f"divisors of {embed} (e.g. {near}" in info.value.hint
 
 
 @pytest.mark.parametrize("shapes, message", [
@@ -196,3 +200,59 @@ def test_attention_exports_to_python_torch_export_and_onnx(tmp_path):
             want = model(x)
         got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ---- transformer_encoder_layer: nn.TransformerEncoderLayer(batch_first=True) --------------------
+
+ENCODER = REGISTRY["transformer_encoder_layer"]
+ENCODER_CASES = [  # fields beside nhead and dim_feedforward; the same as PyTorch's arguments
+    {},
+    {"activation": "gelu", "norm_first": True, "layer_norm_eps": 1e-6, "dropout": 0.0},
+    {"bias": False, "dropout": 0.2},
+    {"norm_first": True, "causal": True},
+]
+
+
+def encoder(fields: dict, shape: tuple[int, int], nhead: int = 2, ff: int = 24):
+    cfg = ENCODER.Config.model_validate({"type": "transformer_encoder_layer", "nhead": nhead,
+                                         "dim_feedforward": ff, **fields})
+    output = ENCODER.output_shape(cfg, [shape])
+    return cfg, output, ENCODER.counts(cfg, [shape], output), lower(ENCODER, cfg, [shape], output)
+
+
+@pytest.mark.parametrize("fields", ENCODER_CASES)
+def test_encoder_layer_is_pytorchs_in_state_dict_params_and_output(fields):
+    torch.manual_seed(0)
+    cfg, output, counts, module = encoder(fields, (7, 16))
+    args = {k: v for k, v in fields.items() if k != "causal"}
+    reference = nn.TransformerEncoderLayer(16, 2, dim_feedforward=24, batch_first=True, **args)
+    assert [(k, tuple(v.shape)) for k, v in module.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in reference.state_dict().items()]
+    assert counts.params == sum(p.numel() for p in reference.parameters())
+    assert counts.param_tensors == len(list(reference.parameters()))
+    assert output == (7, 16)
+    reference.load_state_dict(module.state_dict())
+    x = torch.randn(3, 7, 16)
+    mask = nn.Transformer.generate_square_subsequent_mask(7) if cfg.causal else None
+    for training in (False, True):
+        module.train(training), reference.train(training)
+        torch.manual_seed(1)
+        got = module(x)
+        torch.manual_seed(1)
+        want = reference(x, src_mask=mask, is_causal=cfg.causal)
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():  # eval without grad: PyTorch's fused fast path, same values
+        module.eval()
+        torch.testing.assert_close(module(x), reference.eval()(x, src_mask=mask,
+                                                               is_causal=cfg.causal))
+
+
+@pytest.mark.parametrize("fields", ENCODER_CASES)
+def test_encoder_layer_macs_are_attention_and_the_feed_forward(fields):
+    _, _, counts, module = encoder(fields, (7, 16))
+    length, embed, ff = 7, 16, 24
+    attention = 4 * length * embed * embed + 2 * length * length * embed
+    assert counts.macs == attention + 2 * length * embed * ff
+    module.eval()
+    assert math_kernel_macs(module, torch.randn(1, length, embed)) == counts.macs
+

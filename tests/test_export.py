@@ -112,6 +112,9 @@ layers:
   - {type: multi_head_attention, name: attn, num_heads: 4, dropout: 0.1}
   - {type: multi_head_attention, name: causal, num_heads: 2, causal: true, bias: false}
   - {type: multi_head_attention, name: cross, num_heads: 2, from: [causal, input]}
+  - {type: transformer_encoder_layer, nhead: 4, dim_feedforward: 32}
+  - {type: transformer_encoder_layer, nhead: 2, dim_feedforward: 8, activation: gelu,
+     norm_first: true, causal: true, bias: false, layer_norm_eps: 1.0e-6}
 """
 INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS}
 

@@ -68,6 +68,14 @@ SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
                              ({"num_heads": 2, "dropout": 0.2}, [(5, 8), (7, 8)]),
                              ({"num_heads": 2}, [(5, 8), (7, 6)]),
                              ({"num_heads": 1, "dropout": 0.5}, [(5, 8), (7, 6)])],
+    "transformer_encoder_layer": [
+        ({"nhead": 2, "dim_feedforward": 12}, [(5, 8)]),
+        ({"nhead": 2, "dim_feedforward": 12, "dropout": 0.0}, [(5, 8)]),
+        ({"nhead": 4, "dim_feedforward": 6, "dropout": 0.0, "activation": "gelu"}, [(5, 8)]),
+        ({"nhead": 2, "dim_feedforward": 12, "activation": "gelu", "norm_first": True},
+         [(5, 8)]),
+        ({"nhead": 1, "dim_feedforward": 4, "dropout": 0.0, "norm_first": True, "bias": False,
+          "causal": True}, [(3, 6)])],
     "projection": [({}, [(3, 6, 6), (3, 6, 6)]), ({}, [(3, 6, 6), (4, 3, 3)]),
                    ({"norm": False}, [(3, 6, 6), (4, 3, 3)])],
 }

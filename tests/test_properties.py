@@ -539,14 +539,25 @@ def tokens_input(length: int, features: int):
 
 @st.composite
 def token_specs(draw):
-    """A chain of self-, causal and cross-attention layers on a [L, E] sequence; cross layers
-    attend to an earlier layer's output."""
+    """A chain of self-, causal and cross-attention layers and transformer encoder layers on a
+    [L, E] sequence; cross layers attend to an earlier layer's output."""
     heads = draw(st.integers(1, 4))
     embed = heads * draw(st.integers(1, 4))
     spec = {"name": "tokens", "input": tokens_input(draw(st.integers(1, 9)), embed),
             "layers": []}
     names = ["input"]
     for i in range(draw(st.integers(1, 4))):
+        if draw(st.integers(0, 2)) == 0:
+            item = {"type": "transformer_encoder_layer", "name": f"a{i}",
+                    "nhead": draw(st.sampled_from(divisors(embed))),
+                    "dim_feedforward": draw(st.integers(1, 9)),
+                    "dropout": draw(st.sampled_from([0.0, 0.1])),
+                    "activation": draw(st.sampled_from(["relu", "gelu"])),
+                    "norm_first": draw(st.booleans()), "bias": draw(st.booleans()),
+                    "causal": draw(st.booleans()), "trainable": draw(st.booleans())}
+            spec["layers"].append(item)
+            names.append(item["name"])
+            continue
         item = {"type": "multi_head_attention", "name": f"a{i}",
                 "num_heads": draw(st.sampled_from(divisors(embed))),
                 "bias": draw(st.booleans()), "dropout": draw(st.sampled_from([0.0, 0.0, 0.25]))}

@@ -9,24 +9,15 @@ earlier position), so the field is a note, not a window.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Literal
 
 from pydantic import Field, confloat
 
-from .base import (
-    REGISTRY,
-    Counts,
-    LayerConfig,
-    LayerKind,
-    Saved,
-    Shape,
-    ShapeProblem,
-    Size,
-    fmt_shape,
-    register,
-)
+from .base import (REGISTRY, SAVES_INPUT, Counts, GradFlow, LayerConfig, LayerKind, PositiveReal, Saved, Shape,
+                   ShapeProblem, Size, fmt_shape, register)
 
-Probability = confloat(ge=0, le=1)
+Probability = confloat(ge=0, lt=1)  # 1 would drop every attention weight
 
 
 def divisors_near(n: int, around: int, count: int = 6) -> list[int]:
@@ -150,7 +141,7 @@ class MultiHeadAttention(LayerKind):
         return attention_saved(cfg, inputs, output, grad)
 
 
-def attention_saved(cfg, inputs, output, grad) -> list[Saved]:
+def attention_saved(cfg, inputs, output, grad, query_is_input: bool = True) -> list[Saved]:
     """What nn.MultiheadAttention keeps on the CPU, measured per path. Without dropout PyTorch
     runs the flash kernel: it keeps the projections, its output and one log-sum-exp per head and
     query (float32 or wider), no L x S scores. With dropout it runs the math kernel: the scaled
@@ -162,7 +153,7 @@ def attention_saved(cfg, inputs, output, grad) -> list[Saved]:
     heads, cross, separate = cfg.num_heads, len(inputs) > 1, kdim != embed
     kept = []
     if grad.params:  # the in-projections' inputs, made contiguous from the batch-first view
-        kept.append(Saved("new", shape=(length, embed), copy_of=0))
+        kept.append(Saved("new", shape=(length, embed), copy_of=0 if query_is_input else None))
         kept += [Saved("new", shape=(keys, kdim), copy_of=1)] * ((1 + separate) if cross else 0)
     if not cross:
         projections = [(length, 3 * embed)]
@@ -186,4 +177,88 @@ def attention_saved(cfg, inputs, output, grad) -> list[Saved]:
         kept.append(Saved("new", shape=scores, float32=True))            # dropped weights
     kept.append(Saved("new", shape=projections[-1], dtypes="wide"))      # holds the values
     kept.append(Saved("new", shape=(keys, embed), dtypes="half", float32=True))
+    return kept
+
+
+class TransformerEncoderLayerConfig(LayerConfig):
+    type: Literal["transformer_encoder_layer"]
+    nhead: Size = Field(description="Attention heads; must divide d_model.")
+    dim_feedforward: Size = Field(2048, description="Width of the feed-forward hidden layer.")
+    dropout: Probability = Field(0.1, description="Dropout on the attention weights, after the "
+                                                  "attention, inside and after the feed-forward.")
+    activation: Literal["relu", "gelu"] = "relu"
+    layer_norm_eps: PositiveReal = 1e-5
+    norm_first: bool = Field(False, description="Pre-norm (norm before attention and "
+                                                "feed-forward) instead of post-norm.")
+    bias: bool = Field(True, description="Biases in the linear layers and the layer norms.")
+    causal: bool = Field(False, description="Causal self-attention (each position sees itself "
+                                            "and earlier ones).")
+    d_model: Size | None = Field(None, description="Inferred from the input; checked if given.")
+
+
+@register
+class TransformerEncoderLayer(LayerKind):
+    """nn.TransformerEncoderLayer(batch_first=True) of the same settings on a token sequence
+    [L, d_model]: self-attention and a two-layer feed-forward, each with a residual add and a
+    layer norm (after, or with norm_first before)."""
+    name = "transformer_encoder_layer"
+    family = "attention"
+    Config = TransformerEncoderLayerConfig
+    base_name = "encoder_layer"
+
+    def output_shape(self, cfg, inputs):
+        length, embed = token_sequence(self.name, inputs[0])
+        _check_given(cfg, "d_model", embed, "input")
+        check_heads(cfg.nhead, embed, "nhead")
+        return (length, embed)
+
+    def counts(self, cfg, inputs, output):
+        (length, embed), ff = inputs[0], cfg.dim_feedforward
+        weights = 4 * embed * embed + 2 * embed * ff + 2 * embed  # the norms' weights
+        biases = 4 * embed + ff + embed + 2 * embed if cfg.bias else 0
+        return Counts(params=weights + biases, param_tensors=12 if cfg.bias else 6,
+                      macs=attention_macs(length, length, embed, embed, embed)
+                      + 2 * length * embed * ff)
+
+    def rf_steps(self, cfg, inputs):
+        return None
+
+    notes = MultiHeadAttention.notes
+
+    def label(self, cfg, inputs):
+        norm = "pre-norm" if cfg.norm_first else "post-norm"
+        causal = ", causal" if cfg.causal else ""
+        return f"transformer encoder, {cfg.nhead} heads, ff {cfg.dim_feedforward}, {norm}{causal}"
+
+    def saved(self, cfg, inputs, output, grad):
+        return encoder_layer_saved(cfg, inputs, output, grad)
+
+
+def dropout_saved(p: float, shape: Shape) -> list[Saved]:
+    return REGISTRY["dropout"].saved(SimpleNamespace(p=p), [shape], shape, GradFlow((True,), False))
+
+
+def encoder_layer_saved(cfg, inputs, output, grad) -> list[Saved]:
+    """nn.TransformerEncoderLayer's parts in train mode: the attention's rule, dropout masks,
+    each layer norm its input and a mean and inverse deviation per token, the linear layers
+    their inputs (when their weights train), ReLU its output or GELU its input."""
+    if not grad.any:
+        return []
+    (length, embed), p = inputs[0], cfg.dropout
+    token, hidden = (length, embed), (length, cfg.dim_feedforward)
+    stats = [Saved("new", shape=(length,))] * 2
+    attention = SimpleNamespace(num_heads=cfg.nhead, dropout=p)
+    kept = [SAVES_INPUT, *stats] if cfg.norm_first else []
+    kept += attention_saved(attention, [token], token, grad, query_is_input=not cfg.norm_first)
+    kept += dropout_saved(p, token)
+    kept += [Saved("new", shape=token), *stats]          # the first residual sum, normed
+    if grad.params:
+        kept.append(Saved("new", shape=token))           # the feed-forward's input
+    kept.append(Saved("new", shape=hidden))              # ReLU's output or GELU's input
+    kept += dropout_saved(p, hidden)
+    if grad.params and (p > 0 or cfg.activation == "gelu"):
+        kept.append(Saved("new", shape=hidden))          # the second linear layer's input
+    kept += dropout_saved(p, token)
+    if not cfg.norm_first:
+        kept += [Saved("new", shape=token), *stats]      # the second residual sum, normed
     return kept

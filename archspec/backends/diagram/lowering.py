@@ -66,6 +66,7 @@ LOWERING: dict[str, Drawing] = {
     "global_max_pool": Drawing(),
     "upsample": Drawing(),
     "multi_head_attention": Drawing(),
+    "transformer_encoder_layer": Drawing(),
     # merges are ovals, so the points where paths meet stand out from the layers
     "add": Drawing(shape="oval"),
     "multiply": Drawing(shape="oval"),

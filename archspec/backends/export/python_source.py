@@ -201,6 +201,9 @@ class _Writer:
             if module.bn is not None:
                 parts.append(f"bn={constructor(module.bn)}")
             return "nn.Sequential(OrderedDict(", parts, "))"
+        if isinstance(module, tm.EncoderLayer):  # keeps no attribute per argument
+            args = [f"{k}={_literal(v)}" for k, v in module.arguments.items()]
+            return "nn.TransformerEncoderLayer(", [*args, "batch_first=True"], ")"
         name, args = constructor_parts(module)
         return f"{name}(", args, ")"
 
@@ -315,12 +318,22 @@ def _attention_call(writer: _Writer, node: Node, module: nn.Module, args: list[s
     return f"{writer.attribute(node.name, node)}(", items, ")[0]"
 
 
+def _encoder_layer_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    items = list(args)
+    if module.causal:
+        writer.imports.add("torch")
+        length = f"{args[0]}.shape[1]"
+        items += [(f"src_mask=torch.ones({length}, {length}, dtype=torch.bool, "
+                   f"device={args[0]}.device).triu(1)"), "is_causal=True"]
+    return f"{writer.attribute(node.name, node)}(", items, ")"
+
+
 # layer kind -> how its statement in forward is written; the kinds in INLINE are expressions
 # (no module in __init__), every other kind calls its module
 CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "concat": _Writer.concat_call, "add": _add_call, "multiply": _multiply_call,
     "global_avg_pool": _global_pool_call, "global_max_pool": _global_pool_call,
-    "multi_head_attention": _attention_call,
+    "multi_head_attention": _attention_call, "transformer_encoder_layer": _encoder_layer_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",

@@ -163,3 +163,11 @@ def multi_head_attention(kind, cfg, inputs, output):
     _, _, embed, kdim, vdim = kind.dims(cfg, inputs)
     return tm.Attention(embed, cfg.num_heads, dropout=cfg.dropout, bias=cfg.bias, kdim=kdim,
                         vdim=vdim, causal=cfg.causal)
+
+
+@lowers("transformer_encoder_layer")
+def transformer_encoder_layer(kind, cfg, inputs, output):
+    return tm.EncoderLayer(
+        causal=cfg.causal, d_model=inputs[0][-1], nhead=cfg.nhead,
+        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, activation=cfg.activation,
+        layer_norm_eps=cfg.layer_norm_eps, norm_first=cfg.norm_first, bias=cfg.bias)

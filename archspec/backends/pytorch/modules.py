@@ -168,3 +168,19 @@ class Attention(nn.MultiheadAttention):
 def causal_mask(length: int, device) -> torch.Tensor:
     """True above the diagonal: position i may not attend to j > i."""
     return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+
+
+class EncoderLayer(nn.TransformerEncoderLayer):
+    """nn.TransformerEncoderLayer (batch_first) called as layer(x), with the causal mask made
+    for the input's length when causal; keeps its constructor arguments for the export."""
+
+    def __init__(self, causal: bool = False, **arguments):
+        super().__init__(**arguments, batch_first=True)
+        self.causal, self.arguments = causal, arguments
+
+    def forward(self, src):
+        mask = causal_mask(src.shape[1], src.device) if self.causal else None
+        return super().forward(src, src_mask=mask, is_causal=self.causal)
+
+    def extra_repr(self):
+        return "causal=True" if self.causal else ""
