@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from click.testing import CliRunner
 
 import archspec
@@ -101,3 +102,45 @@ def test_invalid_layers_past_the_cap_are_counted(tmp_path):
     exc = load_errors(text)
     assert len(exc.diagnostics) == MAX_KEPT and exc.count == MAX_KEPT + 10
     assert exc.diagnostics[0].line == 4
+
+
+# Errors past the kept cap are only counted: each costs about what a valid layer costs, never a
+# did-you-mean search (300,000 misspelt types took 75 s when every one was searched).
+PAST_THE_CAP = {  # the error, and a valid line of about the same work
+    "unknown type": ("  - typo{i}\n", "  - {{type: relu}}\n"),
+    "unknown activation": (
+        "  - {{type: conv, out_channels: 2, kernel_size: 1, activation: relux{i}}}\n",
+        "  - {{type: conv, out_channels: 2, kernel_size: 1, activation: relu}}\n"),
+    "unknown field": ("  - {{type: relu, fo{i}: 1}}\n", "  - {{type: relu}}\n"),
+    "unknown block parameter": ("  - {{type: blk, widht{i}: 1}}\n", "  - {{type: blk, width: 1}}\n"),
+    "bad qualified name": ("  - {{type: relu, from: b.nope{i}}}\n", "  - {{type: relu, from: b}}\n"),
+}
+HEADER = ("name: t\ninput: [2, 4, 4]\nblocks:\n  blk:\n    params: {width: 2}\n    layers: [relu]\n"
+          "layers:\n  - {type: sequential, name: b, layers: [relu]}\n")
+
+
+def cpu_to_load(line: str, count: int, errors: int) -> float:
+    text = HEADER + "".join(line.format(i=i) for i in range(count))
+    best = float("inf")
+    for _ in range(2):
+        start = time.process_time()
+        try:
+            archspec.loads(text)
+        except SpecError as exc:
+            assert exc.count == errors, (line, exc.count)
+        else:
+            assert errors == 0, line
+        best = min(best, time.process_time() - start)
+    return best
+
+
+@pytest.mark.parametrize("kind", PAST_THE_CAP)
+def test_errors_past_the_cap_cost_about_as_much_as_valid_layers(kind):
+    """The first MAX_KEPT errors are worded (with their did-you-mean); the ones after only add a
+    count, so 3,000 more of them cost about what 3,000 valid layers cost."""
+    bad, valid = PAST_THE_CAP[kind]
+    extra = 3000
+    past_the_cap = cpu_to_load(bad, MAX_KEPT + extra, MAX_KEPT + extra) - \
+        cpu_to_load(bad, MAX_KEPT, MAX_KEPT)
+    ratio = past_the_cap / cpu_to_load(valid, extra, 0)
+    assert ratio < 2, (kind, ratio)

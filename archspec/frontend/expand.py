@@ -135,7 +135,8 @@ class Expander:
     def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
               scope: Scope | None = None) -> Diagnostic | None:
         """Record a problem once: a repeat's copies meet it again at the same place (counted as
-        repeats). `hint` may be a function, called only for a problem not seen before."""
+        repeats). A hint that searches (a did-you-mean) is passed as a function: it is called only
+        for a diagnostic that is kept, so errors past MAX_KEPT cost a count, not a search."""
         notes = list(notes) + (scope.context if scope else [])
         position = (self.source.key_position if at_key else self.source.position)(path)
         key = (self.source.file_of(path), position, message, tuple(notes))  # not the copy's name
@@ -256,8 +257,8 @@ class Expander:
                                f"'{part}'", hint=f"write '{reached}' for its output", scope=scope)
                 else:
                     self.error(path, f"block '{reached}' has no layer named '{part}'", scope=scope,
-                               hint=did_you_mean(part, list(inner.names)) or
-                               f"its layers: {', '.join(list(inner.names)[:8])}")
+                               hint=lambda part=part, names=inner.names: did_you_mean(part, names)
+                               or f"its layers: {', '.join(list(names)[:8])}")
                 return None
             found, block = inner.names[part], inner.full(part)
         here = ".".join(scope.prefix)
@@ -505,14 +506,15 @@ class Expander:
                                                     values=values or {}, fixed=name is not None))
         if kind_name in REGISTRY:
             return self.expand_layer(item, path, scope, current)
-        choices = list(REGISTRY) + list(COMPOSITES) + list(self.user_blocks)
+        def choices():
+            return list(REGISTRY) + list(COMPOSITES) + list(self.user_blocks)
         if is_foreign_layer(kind_name):
             self.error(type_path, f"'{kind_name}' is not a layer type of archspec", scope=scope,
-                       hint=f"archspec's layer types: {', '.join(sorted(choices))} (fields: "
-                            "'archspec types')")
+                       hint=lambda: f"archspec's layer types: {', '.join(sorted(choices()))} "
+                                    "(fields: 'archspec types')")
             return None
         self.error(type_path, f"unknown layer type '{kind_name}'",
-                   hint=did_you_mean(kind_name, choices, SYNONYMS) or
+                   hint=lambda: did_you_mean(kind_name, choices(), SYNONYMS) or
                    "run 'archspec types' for the list of layer types", scope=scope)
         return None
 
@@ -585,7 +587,7 @@ class Expander:
             self.error(path, f"'{activation}' is a layer type, not an activation" if known else
                        f"'{activation}' is not an activation of archspec" if foreign else
                        f"unknown activation '{activation}'", scope=scope,
-                       hint=(None if foreign else did_you_mean(activation, choices, SYNONYMS)) or
+                       hint=lambda: (None if foreign else did_you_mean(activation, choices, SYNONYMS)) or
                        (f"write the {activation} as a layer of its own; " if known else "") +
                        f"activation: takes one of {', '.join(choices)}")
             return None
@@ -648,13 +650,15 @@ class Expander:
             layer = None  # the error is in a nested definition, not in this layer
         fields = [f.alias or n for n, f in model.model_fields.items()]
         if err["type"] == "extra_forbidden":
-            hint = did_you_mean(field_name, fields)
-            if field_name in ("in_channels", "num_features", "in_features") and not hint:
-                hint = ("this layer keeps the channel count, so it takes no "
-                        f"{field_name}; remove it")
+            def hint():
+                if close := did_you_mean(field_name, fields):
+                    return close
+                if field_name in ("in_channels", "num_features", "in_features"):
+                    return f"this layer keeps the channel count, so it takes no {field_name}; " \
+                        "remove it"
+                return f"{kind} accepts: {', '.join(f for f in fields if f != 'type')}"
             self.error(path + sub, f"unknown field '{field_name}' for {kind}", at_key=True,
-                       layer=layer, scope=scope,
-                       hint=hint or f"{kind} accepts: {', '.join(f for f in fields if f != 'type')}")
+                       layer=layer, scope=scope, hint=hint)
         elif err["type"] == "missing":
             required = [f.alias or n for n, f in model.model_fields.items()
                         if f.is_required() and n != "type"]
@@ -804,7 +808,7 @@ class Expander:
             if key not in declared:
                 self.error(path + (key,), f"block '{block_name}' has no parameter '{key}'",
                            at_key=True, scope=scope,
-                           hint=did_you_mean(key, declared) or
+                           hint=lambda key=key: did_you_mean(key, declared) or
                            f"its parameters: {', '.join(declared) or 'none'}")
                 return None
             given[key] = value
