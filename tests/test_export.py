@@ -116,7 +116,20 @@ layers:
   - {type: transformer_encoder_layer, nhead: 2, dim_feedforward: 8, activation: gelu,
      norm_first: true, causal: true, bias: false, layer_norm_eps: 1.0e-6}
 """
-INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS}
+# recurrent layers: every step or the last state, one or two directions, stacked with dropout
+RECURRENT_KINDS = """
+name: recurrent kinds
+input: [6, 8]
+layers:
+  - {type: lstm, name: lstm, hidden_size: 6, num_layers: 2, bidirectional: true, dropout: 0.25}
+  - {type: gru, name: gru, hidden_size: 5, bias: false}
+  - {type: lstm, name: lstm_last, hidden_size: 4, steps: last}
+  - {type: gru, name: gru_last, hidden_size: 3, num_layers: 2, bidirectional: true,
+     steps: last, from: lstm}
+outputs: [lstm_last, gru_last]
+"""
+INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS,
+                "recurrent kinds": RECURRENT_KINDS}
 
 
 def all_kinds(name: str = "all kinds"):

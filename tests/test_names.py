@@ -244,8 +244,8 @@ def test_a_chain_within_the_limit_still_compiles(tmp_path):
 
 
 @pytest.mark.parametrize("kind, hint_has", [
-    ("layer_norm", "batch_norm, "), ("LayerNorm", "archspec types"), ("lstm", "conv, "),
-    ("gru", "dense"), ("Transformer", "flatten"),
+    ("layer_norm", "batch_norm, "), ("LayerNorm", "archspec types"), ("LSTMCell", "conv, "),
+    ("rnn", "dense"), ("Transformer", "flatten"),
     ("embedding", "upsample"), ("transformer", "residual"), ("GroupNorm", "batch_norm"),
     ("prelu", "relu"),
 ])

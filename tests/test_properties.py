@@ -593,3 +593,60 @@ def test_random_attention_specs_match_pytorch(spec, dtype, batch):
     assert count.get_total_flops() == 2 * analysis.macs, text
     assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
     event(dtype)
+
+
+# ---- recurrent layers: chains of LSTMs and GRUs ------------------------------------------------
+
+@st.composite
+def recurrent_specs(draw):
+    """(spec, expected output shape): stacked lstm/gru layers with random settings on a [L, D]
+    sequence, each handing on every step, the last ending the chain when it hands on its
+    final state."""
+    length, features = draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    spec = {"name": "recurrent", "input": [length, features], "layers": []}
+    for i in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["lstm", "gru"]))
+        hidden = draw(st.integers(1, 5))
+        item = {"type": kind, "name": f"r{i}", "hidden_size": hidden,
+                "num_layers": draw(st.integers(1, 3)), "bidirectional": draw(st.booleans()),
+                "bias": draw(st.booleans())}
+        if item["num_layers"] > 1:
+            item["dropout"] = draw(st.sampled_from([0.0, 0.5, 1.0]))
+        width = hidden
+        if kind == "lstm" and hidden > 1 and draw(st.booleans()):
+            item["proj_size"] = width = draw(st.integers(1, hidden - 1))
+        if draw(st.integers(0, 3)) == 0:
+            item["trainable"] = False
+        width *= 2 if item["bidirectional"] else 1
+        spec["layers"].append(item)
+        if draw(st.integers(0, 3)) == 0:
+            item["steps"] = "last"
+            return spec, (width,)
+        if draw(st.integers(0, 3)) == 0:
+            spec["layers"].append({"type": draw(st.sampled_from(["dropout", "tanh"]))})
+    return spec, (length, width)
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(recurrent_specs(), st.sampled_from(list(MEMORY_DTYPES)), st.integers(1, 3))
+def test_random_recurrent_specs_match_pytorch(case, dtype, batch):
+    """Shapes, params, MACs (FlopCounterMode on ATen's CPU kernel), saved memory and the
+    inference peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archspec.backends.memory_probe import measure_inference_peak, measure_saved_bytes
+    from archspec.memory import inference_peak_bytes, saved_bytes
+    spec, expected = case
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.loads(text), batch_size=batch,
+                                dtype_bytes=MEMORY_DTYPES[dtype])
+    assert analysis.output_shapes == [expected], text
+    assert mismatches(analysis, device="cpu") == [], text
+    model = archspec.compile(analysis.network).eval()
+    with torch.backends.mkldnn.flags(enabled=False), torch.no_grad(), \
+            FlopCounterMode(display=False) as count:
+        model(torch.randn(1, *spec["input"]))
+    assert count.get_total_flops() == 2 * analysis.macs, text
+    assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
+    assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
+    event(dtype)

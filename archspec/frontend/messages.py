@@ -35,7 +35,7 @@ SYNONYMS = {
 # archspec", not a did-you-mean that points at a different layer (layer_norm is no batch_norm).
 FOREIGN_LAYERS = {
     "layernorm", "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
-    "lstm", "gru", "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
+    "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
     "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding", "embedding",
     "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
     "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, confloat
 
 from .base import (REGISTRY, SAVES_INPUT, Counts, GradFlow, LayerConfig, LayerKind, PositiveReal, Saved, Shape,
-                   ShapeProblem, Size, fmt_shape, register)
+                   ShapeProblem, Size, register, sequence_input)
 
 Probability = confloat(ge=0, lt=1)  # 1 would drop every attention weight
 
@@ -38,22 +38,8 @@ def check_heads(num_heads: int, embed: int, field: str = "num_heads") -> None:
 
 def token_sequence(kind: str, shape: Shape, role: str = "input") -> tuple[int, int]:
     """(length, features) of a [L, E] input; anything else is the user's error."""
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    if len(shape) == 1:
-        raise ShapeProblem(
-            f"{kind} needs a token sequence [L, E] (features last) but its {role} is a vector of "
-            f"{shape[0]} features", hint="attention mixes the positions of a sequence; apply it "
-            "before the layer that pools or flattens the sequence away")
-    c, *spatial = shape
-    positions = 1
-    for n in spatial:
-        positions *= n
-    raise ShapeProblem(
-        f"{kind} needs a token sequence [L, E] (features last) but its {role} is a "
-        f"{fmt_shape(shape)} map", hint=f"make the map a sequence of {positions} tokens of {c} "
-        "features: {type: reshape, shape: [" + f"{c}, {positions}" + "]} then "
-        "{type: transpose, dims: [1, 2]}")
+    return sequence_input(kind, shape, "E", "attention mixes the positions of a sequence; apply "
+                          "it before the layer that pools or flattens the sequence away", role)
 
 
 def attention_macs(length: int, keys: int, embed: int, kdim: int, vdim: int) -> int:

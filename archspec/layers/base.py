@@ -27,7 +27,7 @@ Real = Annotated[float, Ge(-FLOAT_LIMIT), Le(FLOAT_LIMIT), AllowInfNan(False)]
 PositiveReal = Annotated[float, Gt(0), Le(FLOAT_LIMIT), AllowInfNan(False)]
 
 FAMILIES = ("input", "conv", "pool", "dense", "norm", "activation", "dropout", "reshape",
-            "merge", "upsample", "attention")
+            "merge", "upsample", "attention", "recurrent")
 
 
 class ShapeProblem(Exception):
@@ -250,6 +250,25 @@ def require_spatial(kind: str, shape: Shape, dims: tuple[int, ...] = (1, 2, 3)) 
             f"{kind} needs a [C, L], [C, H, W] or [C, D, H, W] input, got {list(shape)}",
             hint="feature vectors have no spatial dims; put this layer before the flatten/dense")
     return nd
+
+
+def sequence_input(kind: str, shape: Shape, features: str, vector_hint: str,
+                   role: str = "input") -> tuple[int, int]:
+    """(length, features) of a token sequence [L, features] for a sequence layer; a vector or
+    a channels-first map is the user's error, the map's with the reshape that makes it one."""
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    expects = f"{kind} needs a token sequence [L, {features}] (features last) but its {role} is"
+    if len(shape) == 1:
+        raise ShapeProblem(f"{expects} a vector of {shape[0]} features", hint=vector_hint)
+    c, *spatial = shape
+    positions = 1
+    for n in spatial:
+        positions *= n
+    raise ShapeProblem(
+        f"{expects} a {fmt_shape(shape)} map", hint=f"make the map a sequence of {positions} "
+        f"positions of {c} features: {{type: reshape, shape: [{c}, {positions}]}} then "
+        "{type: transpose, dims: [1, 2]}")
 
 
 def fmt_shape(shape: Shape) -> str:

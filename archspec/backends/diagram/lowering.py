@@ -24,6 +24,7 @@ FAMILY_COLOURS = {
     "merge": "#fcc2d7",
     "upsample": "#99e9f2",
     "attention": "#eebefa",
+    "recurrent": "#96f2d7",
 }
 
 
@@ -67,6 +68,8 @@ LOWERING: dict[str, Drawing] = {
     "upsample": Drawing(),
     "multi_head_attention": Drawing(),
     "transformer_encoder_layer": Drawing(),
+    "lstm": Drawing(),
+    "gru": Drawing(),
     # merges are ovals, so the points where paths meet stand out from the layers
     "add": Drawing(shape="oval"),
     "multiply": Drawing(shape="oval"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import torch
 
@@ -22,7 +23,9 @@ def exported_program(analysis: Analysis, *, model=None, max_memory: int | None =
     model.eval()
     example = torch.randn(EXAMPLE_BATCH, *analysis.input_shape)
     batch = torch.export.Dim("batch", min=1)
-    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    with warnings.catch_warnings():  # nn.LSTM/GRU rebuild their list of weights as they run
+        warnings.filterwarnings("ignore", r"The tensor attributes .*_flat_weights")
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
 
 
 def save_exported_program(analysis: Analysis, output: str | os.PathLike, *,

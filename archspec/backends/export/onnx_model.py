@@ -40,9 +40,23 @@ def save_onnx(analysis: Analysis, output: str | os.PathLike, *,
             f"the model's {human_bytes(analysis.param_bytes)} of parameters and buffers do not "
             "fit in one ONNX file (at most 2 GiB)", file=analysis.network.source.file, line=1,
             column=1, hint="export with --to torch-export or --to python instead"))
+    refuse_unexpressible(analysis)
     data = onnx_bytes(exported_program(analysis, model=model, max_memory=max_memory),
                       analysis)
     return write_output(output, lambda f: f.write(data), size=len(data))
+
+
+def refuse_unexpressible(analysis: Analysis) -> None:
+    """Layers PyTorch's exporter turns into an ONNX model that does not run: refused up front,
+    all of them at once. ONNX's LSTM operator has no projection (PyTorch's proj_size)."""
+    found = [analysis.network.source.diagnostic(
+        node.path + ("proj_size",), "ONNX cannot express an LSTM with proj_size: its LSTM "
+        "operator has no projection", layer=node.name,
+        hint="export with --to torch-export or --to python, or remove proj_size")
+        for node in analysis.network.nodes.values()
+        if node.kind.name == "lstm" and node.cfg.proj_size]
+    if found:
+        raise SpecError(found)
 
 
 def onnx_bytes(program, analysis: Analysis) -> bytes:

@@ -204,6 +204,8 @@ class _Writer:
         if isinstance(module, tm.EncoderLayer):  # keeps no attribute per argument
             args = [f"{k}={_literal(v)}" for k, v in module.arguments.items()]
             return "nn.TransformerEncoderLayer(", [*args, "batch_first=True"], ")"
+        if isinstance(module, nn.RNNBase):  # its constructor takes *args: read its attributes
+            return f"nn.{module.mode}(", _recurrent_args(module), ")"
         name, args = constructor_parts(module)
         return f"{name}(", args, ")"
 
@@ -328,12 +330,35 @@ def _encoder_layer_call(writer: _Writer, node: Node, module: nn.Module, args: li
     return f"{writer.attribute(node.name, node)}(", items, ")"
 
 
+def _recurrent_args(module: nn.RNNBase) -> list[str]:
+    args = [str(module.input_size), str(module.hidden_size)]
+    defaults = {"num_layers": 1, "bias": True, "dropout": 0.0, "bidirectional": False,
+                "proj_size": 0}
+    args += [f"{name}={_literal(getattr(module, name))}" for name, default in defaults.items()
+             if getattr(module, name) != default]
+    return args + ["batch_first=True"]
+
+
+def _recurrent_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    """nn.LSTM / nn.GRU return (output, h_n) (LSTM: (output, (h_n, c_n))): the output, or
+    with steps: last h_n of the last layer, both directions side by side, as compiled."""
+    call = f"{writer.attribute(node.name, node)}({args[0]})"
+    if not module.last:
+        return "", [f"{call}[0]"], ""
+    h_n = f"{call}[1]" + ("[0]" if module.mode == "LSTM" else "")
+    if not module.bidirectional:
+        return "", [f"{h_n}[-1]"], ""
+    writer.imports.add("torch")
+    return "torch.cat(tuple(", [f"{h_n}[-2:]"], "), dim=1)"
+
+
 # layer kind -> how its statement in forward is written; the kinds in INLINE are expressions
 # (no module in __init__), every other kind calls its module
 CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "concat": _Writer.concat_call, "add": _add_call, "multiply": _multiply_call,
     "global_avg_pool": _global_pool_call, "global_max_pool": _global_pool_call,
     "multi_head_attention": _attention_call, "transformer_encoder_layer": _encoder_layer_call,
+    "lstm": _recurrent_call, "gru": _recurrent_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",

@@ -171,3 +171,12 @@ def transformer_encoder_layer(kind, cfg, inputs, output):
         causal=cfg.causal, d_model=inputs[0][-1], nhead=cfg.nhead,
         dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, activation=cfg.activation,
         layer_norm_eps=cfg.layer_norm_eps, norm_first=cfg.norm_first, bias=cfg.bias)
+
+
+@lowers("lstm", "gru")
+def recurrent(kind, cfg, inputs, output):
+    cls = tm.LSTM if kind.name == "lstm" else tm.GRU
+    extra = {"proj_size": cfg.proj_size} if kind.name == "lstm" else {}
+    return cls(inputs[0][-1], cfg.hidden_size, num_layers=cfg.num_layers, bias=cfg.bias,
+               dropout=cfg.dropout, bidirectional=cfg.bidirectional, last=cfg.steps == "last",
+               **extra)

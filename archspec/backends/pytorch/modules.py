@@ -184,3 +184,43 @@ class EncoderLayer(nn.TransformerEncoderLayer):
 
     def extra_repr(self):
         return "causal=True" if self.causal else ""
+
+
+class _RecurrentMixin:
+    """nn.LSTM / nn.GRU (batch_first) called as layer(x) on [N, L, D]: hands on every step's
+    output [N, L, H * directions] or, with `last`, h_n of the last layer with both directions
+    concatenated [N, H * directions]; the state_dict is PyTorch's."""
+
+    def forward(self, x):
+        if torch.is_grad_enabled() and not (torch.compiler.is_compiling()
+                                            or torch.compiler.is_exporting()):
+            # oneDNN's LSTM keeps a workspace whose size depends on the processor: ATen's own
+            # CPU kernel keeps what archspec's memory rule states (oneDNN still runs inference)
+            enabled = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+            try:
+                output, state = super().forward(x)
+            finally:
+                torch.backends.mkldnn.enabled = enabled
+        else:
+            output, state = super().forward(x)
+        if not self.last:
+            return output.contiguous()  # the kernel works sequence-first: [L, N, H] underneath
+        h_n = state[0] if isinstance(state, tuple) else state
+        directions = 2 if self.bidirectional else 1
+        return torch.cat([h_n[i] for i in range(-directions, 0)], dim=1)
+
+    def extra_repr(self):
+        return super().extra_repr() + (", steps=last" if self.last else "")
+
+
+class LSTM(_RecurrentMixin, nn.LSTM):
+    def __init__(self, *args, last: bool = False, **kwargs):
+        super().__init__(*args, batch_first=True, **kwargs)
+        self.last = last
+
+
+class GRU(_RecurrentMixin, nn.GRU):
+    def __init__(self, *args, last: bool = False, **kwargs):
+        super().__init__(*args, batch_first=True, **kwargs)
+        self.last = last
