@@ -651,6 +651,8 @@ class Expander:
         fields = [f.alias or n for n, f in model.model_fields.items()]
         if err["type"] == "extra_forbidden":
             def hint():
+                if known := getattr(model, "field_hints", {}).get(field_name):
+                    return known  # another framework's name for one of ours
                 if close := did_you_mean(field_name, fields):
                     return close
                 if field_name in ("in_channels", "num_features", "in_features"):

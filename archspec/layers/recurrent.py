@@ -9,7 +9,7 @@ gates' bias additions, sigmoids, tanhs and products count 0, as for every elemen
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from annotated_types import Ge, Le
 from pydantic import Field, confloat
@@ -37,6 +37,17 @@ class RecurrentConfig(LayerConfig):
         True, description="Always true: the compiled layer takes [N, L, D] (samples first).")
     input_size: Size | None = Field(None, description="Inferred; checked if given.")
 
+    # unknown fields users bring from Keras: the hint of their error
+    field_hints: ClassVar[dict[str, str]] = {
+        "units": "Keras' units is hidden_size here",
+        "return_sequences": "write steps: all (every step's output) or steps: last (the final "
+                            "state)",
+        "return_state": "write steps: last for the final hidden state (h_n)",
+        "go_backwards": "write bidirectional: true for both directions",
+        "recurrent_dropout": "archspec has PyTorch's dropout between stacked layers only "
+                             "(dropout, with num_layers > 1)",
+    }
+
 
 class LSTMConfig(RecurrentConfig):
     type: Literal["lstm"]
@@ -46,6 +57,11 @@ class LSTMConfig(RecurrentConfig):
 
 class GRUConfig(RecurrentConfig):
     type: Literal["gru"]
+
+    field_hints: ClassVar[dict[str, str]] = {
+        **RecurrentConfig.field_hints,
+        "proj_size": "proj_size is an LSTM field: PyTorch's GRU has no projection (remove it, "
+                     "or use type: lstm)"}
 
 
 class _Recurrent(LayerKind):
