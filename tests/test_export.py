@@ -77,6 +77,10 @@ layers:
   - {type: upsample, size: [5, 6], mode: bilinear, align_corners: false}
   - {type: upsample, scale_factor: [2, 1]}
   - {type: elu, alpha: 0.5}
+  - {type: layer_norm, channels_first: true, eps: 0.000001}
+  - type: sequential
+    name: scaled
+    layers: [{type: layer_scale, name: gamma, init: 0.5}, {type: parameter, init: normal}]
   - {type: gelu, approximate: tanh}
   - hardswish
   - {type: global_avg_pool, name: gap, from: same_shape}
@@ -94,6 +98,8 @@ layers:
   - identity
   - {type: concat, name: joined, from: [tanh1, mul1]}
   - flatten
+  - {type: parameter, mode: prepend, name: token}
+  - {type: layer_norm, bias: false}
   - {type: dense, out_features: 5, activation: relu}
   - {type: batch_norm, name: bn_1d}
   - {type: dropout, p: 0.2}

@@ -87,10 +87,17 @@ SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
               "bias": False}, [(3, 2)]),
             ({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "steps": "last"},
              [(4, 3)])],
+    "layer_norm": [({}, [(5, 6)]), ({"normalized_shape": [4, 6]}, [(3, 4, 6)]),
+                   ({"channels_first": True}, [(3, 4, 4)]), ({"bias": False}, [(6,)]),
+                   ({"elementwise_affine": False}, [(2, 5)])],
+    "parameter": [({}, [(5, 6)]), ({"mode": "prepend"}, [(5, 6)]),
+                  ({"shape": [1, 6]}, [(5, 6)])],
+    "layer_scale": [({}, [(3, 4, 4)]), ({"dim": -1}, [(5, 6)])],
     "projection": [({}, [(3, 6, 6), (3, 6, 6)]), ({}, [(3, 6, 6), (4, 3, 3)]),
                    ({"norm": False}, [(3, 6, 6), (4, 3, 3)])],
 }
 ACTIVATION_SHAPE = [(3, 4, 4)]
+TOKEN_IDS = {"embedding"}  # kinds whose input is int64 token ids (no gradient)
 
 
 def samples():
@@ -133,7 +140,8 @@ def declared(kind, cfg, shapes, output, grad, dtype_bytes, batch) -> list[tuple[
     names = [f"in{i}" for i in range(len(shapes))]
     out_key = "in0" if kind.aliases_input(cfg, shapes, True) else "out"
     of = dict(zip(names, names), out=out_key)
-    nbytes = {n: torch.Size((batch,) + s).numel() * dtype_bytes for n, s in zip(names, shapes)}
+    in_bytes = 8 if kind.name in TOKEN_IDS else dtype_bytes  # int64 ids
+    nbytes = {n: torch.Size((batch,) + s).numel() * in_bytes for n, s in zip(names, shapes)}
     nbytes["out"] = torch.Size((batch,) + tuple(output)).numel() * dtype_bytes
 
     class Sizes:
@@ -161,8 +169,13 @@ def test_kind_saves_what_its_rule_declares(name, fields, shapes, dtype):
         module = lower(kind, cfg, shapes, output).to(torch_dtype).train()
         module.requires_grad_(trainable)
         state = {t.untyped_storage()._cdata for t in [*module.parameters(), *module.buffers()]}
-        xs = [torch.randn((batch,) + s, dtype=torch_dtype).requires_grad_(f)
-              for s, f in zip(shapes, flags)]
+        if name in TOKEN_IDS:
+            if any(flags):
+                continue
+            xs = [torch.randint(0, cfg.num_embeddings, (batch,) + s) for s in shapes]
+        else:
+            xs = [torch.randn((batch,) + s, dtype=torch_dtype).requires_grad_(f)
+                  for s, f in zip(shapes, flags)]
         try:
             got = measured(module, xs, state)
         except (NotImplementedError, RuntimeError) as exc:

@@ -9,7 +9,7 @@ import weakref
 import torch
 
 from ..analysis import Analysis
-from .pytorch.compiler import compile_network
+from .pytorch.compiler import compile_network, layer_modules
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
@@ -37,7 +37,7 @@ def measure_saved_bytes(analysis: Analysis, dtype: str = "float32",
     model, x = compiled(analysis, dtype, device)
     model.train()
     state = {storage_key(t) for t in [*model.parameters(), *model.buffers()]}
-    modules = dict(model.named_modules())
+    modules = layer_modules(model)
     per_layer = {name: 0 for name in analysis.layers}
     seen: set[int] = set()
     current: list[str] = []
@@ -64,7 +64,7 @@ def measure_inference_peak(analysis: Analysis, dtype: str = "float32", device="c
     each layer finishes, during an eval forward under no_grad (the caller holds the input)."""
     model, x = compiled(analysis, dtype, device)
     model.eval()
-    modules = dict(model.named_modules())
+    modules = layer_modules(model)
     outputs: list[weakref.ref] = []
     peak = [0]
 

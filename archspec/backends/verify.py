@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..analysis import Analysis
-from .pytorch.compiler import check_fits, compile_network, usable_device
+from .pytorch.compiler import (check_fits, compile_network, layer_modules, layer_parameters,
+                               usable_device)
 from .weights import load_weights
 
 
@@ -20,7 +21,7 @@ def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
     if weights is not None:
         load_weights(model, analysis.network, weights, skip)
     model.eval()
-    modules = dict(model.named_modules())
+    modules = layer_modules(model)
     seen: dict[str, dict] = {}
 
     def hook_for(name):
@@ -32,9 +33,10 @@ def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
     handles = []
     for name in analysis.network.nodes:
         module = modules[name]
+        params = layer_parameters(model, module, name)
         seen[name] = {
-            "params": sum(p.numel() for p in module.parameters()),
-            "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+            "params": sum(p.numel() for p in params),
+            "trainable_params": sum(p.numel() for p in params if p.requires_grad),
             "buffers": sum(b.numel() for b in module.buffers()),
         }
         handles.append(module.register_forward_hook(hook_for(name)))

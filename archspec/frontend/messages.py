@@ -34,7 +34,7 @@ SYNONYMS = {
 # Layers of other frameworks that archspec does not have: naming one gets "not a layer type of
 # archspec", not a did-you-mean that points at a different layer (layer_norm is no batch_norm).
 FOREIGN_LAYERS = {
-    "layernorm", "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
+    "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
     "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
     "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding", "embedding",
     "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",

@@ -27,7 +27,7 @@ Real = Annotated[float, Ge(-FLOAT_LIMIT), Le(FLOAT_LIMIT), AllowInfNan(False)]
 PositiveReal = Annotated[float, Gt(0), Le(FLOAT_LIMIT), AllowInfNan(False)]
 
 FAMILIES = ("input", "conv", "pool", "dense", "norm", "activation", "dropout", "reshape",
-            "merge", "upsample", "attention", "recurrent")
+            "merge", "upsample", "attention", "recurrent", "learned")
 
 
 class ShapeProblem(Exception):
@@ -126,6 +126,9 @@ class LayerKind:
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
     broadcasts: ClassVar[bool] = False  # size-1 dims of an input stretch (a product's gates)
+    # one learned tensor registered on the enclosing block's module under the layer's own name
+    # (torchvision's class_token, layer_scale): the back end's lowering gives the tensor and op
+    direct_tensor: ClassVar[bool] = False
 
     def output_shape(self, cfg: Any, inputs: list[Shape]) -> Shape:
         return inputs[0]

@@ -1,13 +1,15 @@
-"""Batch norm, local response norm and dropout."""
+"""Batch norm, layer norm, local response norm and dropout."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Len
 
 from pydantic import Field, confloat
 
 from .. import shapes
-from .base import (SAVES_INPUT, Counts, LayerConfig, LayerKind, PositiveReal, Real, Saved,
-                   ShapeProblem, Size, check_declared, register, stats)
+from .base import (SAVES_INPUT, Counts, LayerConfig, LayerKind, PositiveReal, Real, RFStep,
+                   Saved, ShapeProblem, Size, check_declared, fmt_shape, register, stats)
 
 
 class BatchNormConfig(LayerConfig):
@@ -41,6 +43,85 @@ class BatchNorm(LayerKind):
 
     def saved(self, cfg, inputs, output, grad):
         return [SAVES_INPUT] + stats(inputs[0][0]) if grad.any else []
+
+
+class LayerNormConfig(LayerConfig):
+    type: Literal["layer_norm"]
+    normalized_shape: Size | Annotated[list[Size], Len(1, 4)] | None = Field(None, description=(
+        "The last dims to normalize over (nn.LayerNorm's); inferred: the last dim (the channels "
+        "with channels_first); a list normalizes over that many last dims, checked."))
+    eps: PositiveReal = 1e-5
+    elementwise_affine: bool = Field(True, description="A learned weight (and bias), one per "
+                                                       "normalized value.")
+    bias: bool = Field(True, description="With elementwise_affine: a learned bias too.")
+    channels_first: bool = Field(False, description=(
+        "Normalize over the channels of a [C, ...] map at every position (ConvNeXt's "
+        "LayerNorm2d: permuted to channels last and back); weight and bias [C]."))
+
+
+@register
+class LayerNorm(LayerKind):
+    """nn.LayerNorm over the last dims; with channels_first, over dim 1 of a channels-first map."""
+    name = "layer_norm"
+    family = "norm"
+    Config = LayerNormConfig
+    base_name = "ln"
+
+    def normalized(self, cfg, shape) -> tuple[int, ...]:
+        given = cfg.normalized_shape
+        if cfg.channels_first:
+            if len(shape) < 2:
+                raise ShapeProblem(f"layer_norm with channels_first needs a [C, ...] map, got "
+                                   f"{fmt_shape(shape)}", field="channels_first",
+                                   hint="remove channels_first: true to normalize the last dim")
+            if isinstance(given, list) and len(given) != 1:
+                raise ShapeProblem("with channels_first, layer_norm normalizes over the channels "
+                                   f"only, but normalized_shape is {given}",
+                                   field="normalized_shape",
+                                   hint=f"give normalized_shape: {shape[0]}, or leave it out")
+            dims = (shape[0],)
+        else:
+            count = len(given) if isinstance(given, list) else 1
+            if count > len(shape):
+                raise ShapeProblem(f"normalized_shape {given} has {count} dims but the input "
+                                   f"{fmt_shape(shape)} has {len(shape)}",
+                                   field="normalized_shape",
+                                   hint=f"give at most {len(shape)} dims")
+            dims = tuple(shape[len(shape) - count:])
+        wanted = tuple(given) if isinstance(given, list) else (given,) if given else dims
+        if wanted != dims:
+            raise ShapeProblem(f"normalized_shape is {list(wanted)} but the input's "
+                               f"{'channels are' if cfg.channels_first else 'last dims are'} "
+                               f"{list(dims)}", field="normalized_shape",
+                               hint=f"remove normalized_shape (it is inferred) or set it to "
+                                    f"{list(dims) if len(dims) > 1 else dims[0]}")
+        return dims
+
+    def output_shape(self, cfg, inputs):
+        self.normalized(cfg, inputs[0])
+        return inputs[0]
+
+    def counts(self, cfg, inputs, output):
+        n = shapes.product(self.normalized(cfg, inputs[0]))
+        tensors = (1 + cfg.bias) if cfg.elementwise_affine else 0
+        return Counts(params=n * tensors, param_tensors=tensors)
+
+    def rf_steps(self, cfg, inputs):
+        if not cfg.channels_first and isinstance(cfg.normalized_shape, list) and \
+                len(cfg.normalized_shape) > 1:
+            return None  # statistics over several positions: no window
+        return [RFStep(1, 1, 0)] * (len(inputs[0]) - 1)
+
+    def label(self, cfg, inputs):
+        return "layer norm" + (" (channels)" if cfg.channels_first else "")
+
+    def saved(self, cfg, inputs, output, grad):
+        """native_layer_norm keeps its input and the mean and 1/std of every normalized group
+        (each as large as the dims left over); the weight and bias are parameters."""
+        if not grad.any:
+            return []
+        groups = shapes.product(inputs[0]) // shapes.product(self.normalized(cfg, inputs[0]))
+        return [SAVES_INPUT] + [Saved("new", shape=(groups,))] * 2
 
 
 class LRNConfig(LayerConfig):

@@ -25,6 +25,7 @@ FAMILY_COLOURS = {
     "upsample": "#99e9f2",
     "attention": "#eebefa",
     "recurrent": "#96f2d7",
+    "learned": "#d8f5a2",
 }
 
 
@@ -44,6 +45,7 @@ LOWERING: dict[str, Drawing] = {
     "projection": Drawing(),   # its label already says "+ bn"
     "batch_norm": Drawing(fused="BN"),
     "local_response_norm": Drawing(fused="LRN"),
+    "layer_norm": Drawing(fused="LN"),
     "relu": Drawing(fused="ReLU"),
     "leaky_relu": Drawing(fused="LeakyReLU"),
     "relu6": Drawing(fused="ReLU6"),
@@ -70,6 +72,8 @@ LOWERING: dict[str, Drawing] = {
     "transformer_encoder_layer": Drawing(),
     "lstm": Drawing(),
     "gru": Drawing(),
+    "parameter": Drawing(),
+    "layer_scale": Drawing(),
     # merges are ovals, so the points where paths meet stand out from the layers
     "add": Drawing(shape="oval"),
     "multiply": Drawing(shape="oval"),

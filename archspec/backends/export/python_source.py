@@ -20,12 +20,12 @@ from ...analysis import Analysis
 from ...errors import InternalError, SpecError
 from ...ir import INPUT, Node
 from ..pytorch import modules as tm
-from ..pytorch.compiler import class_name, compile_network
+from ..pytorch.compiler import class_name, compile_network, layer_modules
 
 INDENT = " " * 8
 WIDTH = 99  # the longest line written
 RESERVED = {"self", "x", "torch", "nn", "F", "OrderedDict"}
-SKIPPED_ARGS = {"self", "device", "dtype"}
+SKIPPED_ARGS = {"self", "device", "dtype", "_weight", "_freeze"}  # nn.Embedding's private two
 
 
 def python_source(analysis: Analysis, spec_file: str | None = None) -> str:
@@ -102,6 +102,7 @@ def wrapped(start: str, items: list[str], end: str, indent: str = INDENT,
 class _Writer:
     def __init__(self, analysis: Analysis, model, spec_file: str | None):
         self.analysis, self.net, self.model = analysis, analysis.network, model
+        self.modules = layer_modules(model)
         self.spec_file = spec_file
         self.imports: set[str] = {"nn"}
         self.containers: set[str] = set()
@@ -162,7 +163,7 @@ class _Writer:
         return text
 
     def declare(self, node: Node) -> None:
-        module = self.model.get_submodule(node.name)
+        module = self.modules[node.name]
         if not _keeps_module(node, module):
             return
         parts = node.name.split(".")
@@ -171,7 +172,10 @@ class _Writer:
             if prefix not in self.containers:
                 self.containers.add(prefix)
                 self.assign(prefix, ("nn.ModuleDict(", [], ")"), node)
-        self.assign(node.name, self.module_expression(module), node)
+        if node.kind.direct_tensor:
+            self.assign(node.name, self.tensor_expression(node), node)
+        else:
+            self.assign(node.name, self.module_expression(module), node)
         target = self.attribute(node.name, node)
         if not node.cfg.trainable:
             self.init.append(f"{INDENT}{target}.requires_grad_(False)  # trainable: false")
@@ -189,10 +193,24 @@ class _Writer:
         target = self.attribute(name, node)
         start, items, end = call
         if target.startswith("getattr(self, "):
-            start, end = f'self.add_module("{name}", {start}', end + ")"
+            adds = "register_parameter" if start.startswith("nn.Parameter") else "add_module"
+            start, end = f'self.{adds}("{name}", {start}', end + ")"
         else:
             start = f"{target} = {start}"
         self.init.extend(wrapped(start, items, end))
+
+    def tensor_expression(self, node: Node) -> tuple[str, list[str], str]:
+        """A direct layer's tensor, created as the compiled model initialises it."""
+        self.imports.add("torch")
+        tensor = self.model.get_parameter(node.name)
+        size = ", ".join(map(str, tensor.shape))
+        cfg = node.cfg
+        if node.kind.name == "layer_scale":
+            return "nn.Parameter(torch.full(", [f"({size},)" if tensor.dim() == 1 else f"({size})",
+                                                _literal(float(cfg.init))], "))"
+        if cfg.init == "normal":
+            return "nn.Parameter(torch.empty(", [size], f").normal_(std={_literal(cfg.std)}))"
+        return "nn.Parameter(torch.zeros(", [size], "))"
 
     def module_expression(self, module: nn.Module) -> tuple[str, list[str], str]:
         if isinstance(module, tm.Projection):  # a 1x1 conv (and batch norm) under one name
@@ -253,14 +271,14 @@ class _Writer:
         """Identity shortcuts pass their input through: no module, no statement."""
         aliases: dict[str, str] = {}
         for node in self.net.nodes.values():
-            module = self.model.get_submodule(node.name)
+            module = self.modules[node.name]
             if isinstance(module, tm.Projection) and module.conv is None:
                 aliases[node.name] = aliases.get(node.inputs[0], node.inputs[0])
         return aliases
 
     def call(self, node: Node, args: list[str]) -> tuple[str, list[str], str]:
         """The right-hand side of a layer's statement, as (start, items, end) for wrapping."""
-        return CALLS[node.kind.name](self, node, self.model.get_submodule(node.name), args)
+        return CALLS[node.kind.name](self, node, self.modules[node.name], args)
 
     def module_call(self, node: Node, module: nn.Module, args: list[str]) -> Call:
         target = self.attribute(node.name, node)
@@ -300,6 +318,24 @@ def _add_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -
 
 def _multiply_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
     return "", [" * ".join(args)], ""
+
+
+def _layer_norm_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    if not isinstance(module, tm.ChannelsFirstLayerNorm):
+        return writer.module_call(node, module, args)
+    return f"{writer.attribute(node.name, node)}(", [f"{args[0]}.movedim(1, -1)"], ").movedim(-1, 1)"
+
+
+def _direct_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    tensor = writer.attribute(node.name, node)
+    if module.op == "add":
+        return "", [f"{args[0]} + {tensor}"], ""
+    if module.op == "scale":
+        return "", [f"{tensor} * {args[0]}"], ""
+    writer.imports.add("torch")
+    rest = ", ".join(["-1"] * (writer.model.get_parameter(node.name).dim() - 1))
+    return "torch.cat([", [f"{tensor}.expand({args[0]}.shape[0], {rest})", args[0]], \
+        f"], dim={module.dim})"
 
 
 def _global_pool_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
@@ -359,6 +395,7 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "global_avg_pool": _global_pool_call, "global_max_pool": _global_pool_call,
     "multi_head_attention": _attention_call, "transformer_encoder_layer": _encoder_layer_call,
     "lstm": _recurrent_call, "gru": _recurrent_call,
+    "layer_norm": _layer_norm_call, "parameter": _direct_call, "layer_scale": _direct_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",

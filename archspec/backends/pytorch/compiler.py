@@ -106,9 +106,11 @@ def check_names(net) -> None:
                     hint=f"choose another name, e.g. {part.strip('_') or 'layer'}1"))
 
 
-def module_tree(modules: dict[str, nn.Module]) -> nn.Module:
+def module_tree(modules: dict[str, nn.Module | nn.Parameter]) -> nn.Module:
     """The layers under their hierarchical names, each container created where its first layer
-    comes, so parameters() and state_dict() follow the spec's order (not nesting depth)."""
+    comes, so parameters() and state_dict() follow the spec's order (not nesting depth); a
+    direct tensor is a parameter of its block's module (listed before the block's layers, as
+    PyTorch lists a module's own parameters)."""
     root = nn.Module()
     for name, module in modules.items():
         *parents, leaf = name.split(".")
@@ -117,8 +119,39 @@ def module_tree(modules: dict[str, nn.Module]) -> nn.Module:
             if part not in holder._modules:
                 holder.add_module(part, nn.Module())
             holder = holder._modules[part]
-        holder.add_module(leaf, module)
+        if isinstance(module, nn.Parameter):
+            holder.register_parameter(leaf, module)
+        else:
+            holder.add_module(leaf, module)
     return root
+
+
+def take_tensor(op: nn.Module, name: str) -> nn.Parameter:
+    """A direct layer's tensor, moved out of its op (the op is called with it)."""
+    tensor = op.tensor
+    del op.tensor
+    op.tensor = None
+    op.__name__ = name.replace(".", "_")  # names the op in the generated forward
+    op.archspec_layer = name
+    return tensor
+
+
+def layer_modules(model: fx.GraphModule) -> dict[str, nn.Module]:
+    """Per layer name, the module that runs it (for hooks): its submodule, or a direct
+    layer's op, which is no submodule (its tensor holds the name)."""
+    modules = dict(model.named_modules())
+    for node in model.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, nn.Module):
+            modules[node.target.archspec_layer] = node.target
+    return modules
+
+
+def layer_parameters(model: fx.GraphModule, module: nn.Module, name: str) -> list[nn.Parameter]:
+    """The parameters of one layer (module: layer_modules(model)[name]): its module's, or a
+    direct layer's tensor."""
+    if getattr(module, "archspec_layer", None) == name:
+        return [model.get_parameter(name)]
+    return list(module.parameters())
 
 
 @collector_paused()  # 100,000 modules: the collector's full passes would make this superlinear
@@ -140,8 +173,14 @@ def compile_network(analysis: Analysis, *, device="cpu",
                 module.inplace = True
             if not node.cfg.trainable:
                 module.requires_grad_(False)
+            args = tuple(values[i] for i in node.inputs)
+            if node.kind.direct_tensor:
+                modules[node.name] = take_tensor(module, node.name)
+                values[node.name] = graph.call_function(module, args + (
+                    graph.get_attr(node.name),))
+                continue
             modules[node.name] = module
-            values[node.name] = graph.call_module(node.name, tuple(values[i] for i in node.inputs))
+            values[node.name] = graph.call_module(node.name, args)
     outs = [values[o] for o in net.outputs]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     model = fx.GraphModule(module_tree(modules), graph, class_name=class_name(net.name))

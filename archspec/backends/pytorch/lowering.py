@@ -180,3 +180,25 @@ def recurrent(kind, cfg, inputs, output):
     return cls(inputs[0][-1], cfg.hidden_size, num_layers=cfg.num_layers, bias=cfg.bias,
                dropout=cfg.dropout, bidirectional=cfg.bidirectional, last=cfg.steps == "last",
                **extra)
+
+
+@lowers("layer_norm")
+def layer_norm(kind, cfg, inputs, output):
+    cls = tm.ChannelsFirstLayerNorm if cfg.channels_first else nn.LayerNorm
+    return cls(kind.normalized(cfg, inputs[0]), eps=cfg.eps,
+               elementwise_affine=cfg.elementwise_affine, bias=cfg.bias)
+
+
+@lowers("parameter")
+def parameter(kind, cfg, inputs, output):
+    tensor = torch.zeros((1,) + kind.tensor_shape(cfg, inputs[0]))
+    if cfg.init == "normal":
+        nn.init.normal_(tensor, std=cfg.std)
+    dim = sample_axis(cfg.dim, inputs[0], "prepend", "") + 1 if cfg.mode == "prepend" else 1
+    return tm.DirectOp(cfg.mode, nn.Parameter(tensor), dim)
+
+
+@lowers("layer_scale")
+def layer_scale(kind, cfg, inputs, output):
+    return tm.DirectOp("scale", nn.Parameter(torch.full(kind.tensor_shape(cfg, inputs[0]),
+                                                        float(cfg.init))))

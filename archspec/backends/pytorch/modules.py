@@ -224,3 +224,33 @@ class GRU(_RecurrentMixin, nn.GRU):
     def __init__(self, *args, last: bool = False, **kwargs):
         super().__init__(*args, batch_first=True, **kwargs)
         self.last = last
+
+
+class ChannelsFirstLayerNorm(nn.LayerNorm):
+    """Layer norm over dim 1 of [N, C, ...] (ConvNeXt's LayerNorm2d): channels moved last,
+    normalized, moved back; weight and bias [C] as nn.LayerNorm's."""
+
+    def forward(self, x):
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class DirectOp(nn.Module):
+    """The op of a layer whose one learned tensor is registered on the enclosing block's module
+    under the layer's name (the compiler moves `tensor` there and passes it as the second
+    argument). Built alone (a test, one layer) it holds the tensor itself."""
+
+    def __init__(self, op: str, tensor: torch.Tensor, dim: int = 1):
+        super().__init__()
+        self.op, self.dim = op, dim
+        self.tensor: torch.Tensor | None = tensor  # taken by the compiler
+
+    def forward(self, x, tensor=None):
+        tensor = self.tensor if tensor is None else tensor
+        if self.op == "add":
+            return x + tensor
+        if self.op == "scale":
+            return tensor * x
+        return torch.cat([tensor.expand(x.shape[0], *tensor.shape[1:]), x], self.dim)
+
+    def extra_repr(self):
+        return self.op
