@@ -12,7 +12,8 @@ from . import shapes
 from .collector import collector_paused
 from .errors import MAX_KEPT, Diagnostic, InternalError, SpecError
 from .ir import INPUT, Network, Node
-from .layers.base import RFStep, Shape, ShapeProblem, fmt_shape
+from .layers.base import (CHANNELS_FIRST, CHANNELS_LAST, LAYOUTS, RFStep, Shape, ShapeProblem,
+                          describe_layout, fmt_shape)
 
 # Values in one layer's output for one sample: beyond this (4 PB of float32) a size is a typo,
 # and refusing it keeps every count and memory figure a sane number.
@@ -88,6 +89,7 @@ class LayerInfo:
     identity: bool = False  # passes its input through unchanged (e.g. a projection not needed)
     trainable_tensors: int = 0  # parameter tensors that train (each gets optimizer state)
     output_bytes: int = 0   # new memory of this output for the analysis' batch (Analysis.output_bytes)
+    layout: str = "channels_first"  # of the output: layers.base.LAYOUTS
 
     @property
     def frozen_params(self) -> int:
@@ -196,8 +198,17 @@ class Analysis:
         return shapes.product(info.output_shape) * self.batch_size * self.dtype_bytes
 
     @property
+    def input_layout(self) -> str:
+        return self.network.input_layout
+
+    @property
+    def input_value_bytes(self) -> int:
+        """Bytes of one input value: token ids are int64, anything else the analysis' dtype."""
+        return 8 if self.input_layout == "ids" else self.dtype_bytes
+
+    @property
     def input_bytes(self) -> int:
-        return shapes.product(self.input_shape) * self.batch_size * self.dtype_bytes
+        return shapes.product(self.input_shape) * self.batch_size * self.input_value_bytes
 
     @property
     def activation_bytes(self) -> int:
@@ -257,6 +268,7 @@ class Analysis:
             "name": self.name,
             "valid": self.valid,
             "input_shape": list(self.input_shape),
+            "input_layout": self.input_layout,
             "output_shape": list(outs[0]) if len(outs) == 1 else [list(o) for o in outs],
             "params": self.params,
             "trainable_params": self.trainable_params,
@@ -273,7 +285,7 @@ class Analysis:
             **self.training.to_json(),
             "layers": [{
                 "name": i.name, "type": i.type, "label": i.label, "inputs": i.inputs,
-                "output_shape": list(i.output_shape), "params": i.params,
+                "output_shape": list(i.output_shape), "layout": i.layout, "params": i.params,
                 "trainable_params": i.trainable_params, "buffers": i.buffers, "macs": i.macs,
                 "frozen_params": i.frozen_params, "flops": i.flops,
                 "output_bytes": self.output_bytes(i),
@@ -288,7 +300,7 @@ class Analysis:
 
 def invalid_json(name: str | None, errors: list[Diagnostic]) -> dict[str, Any]:
     """--json for a spec that could not be analysed: the keys of Analysis.to_json, figures null."""
-    unknown = ("input_shape", "output_shape", "params", "trainable_params", "frozen_params",
+    unknown = ("input_shape", "input_layout", "output_shape", "params", "trainable_params", "frozen_params",
                "buffers", "macs", "flops", "batch_size", "dtype_bytes", "activation_bytes",
                "saved_bytes", "inference_peak_bytes", "param_bytes", "optimizer",
                "gradient_bytes", "optimizer_state_bytes", "backward_peak_bytes",
@@ -302,8 +314,10 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
             optimizer: str = "adam") -> Analysis:
     """Annotate every node; raises SpecError (with .partial = the Analysis so far) on shape errors."""
     shapes_of: dict[str, Shape] = {INPUT: network.input_shape}
+    layouts: dict[str, str] = {INPUT: network.input_layout}
+    spatial = len(network.input_shape) - (network.input_layout != "ids")  # ids: every axis
     fields: dict[str, ReceptiveField | None] = {
-        INPUT: rf_identity(len(network.input_shape) - 1) if len(network.input_shape) > 1 else None}
+        INPUT: rf_identity(spatial) if spatial else None}
     result = Analysis(network, {}, [], batch_size, dtype_bytes, optimizer=optimizer)
     seen: dict[tuple, Diagnostic] = {}
     rules: dict[tuple, tuple] = {}
@@ -311,14 +325,18 @@ def analyze(network: Network, *, batch_size: int = 1, dtype_bytes: int = 4,
         if node.broken or any(i not in shapes_of for i in node.inputs):
             continue  # an upstream error was already reported
         in_shapes = [shapes_of[i] for i in node.inputs]
+        in_layouts = [layouts[i] for i in node.inputs]
         try:
+            check_layouts(node, in_shapes, in_layouts)
             info = analyze_node(node, in_shapes, fields, rules)
+            info.layout = output_layout(node, in_shapes, in_layouts, info.output_shape)
         except ShapeProblem as problem:
             report_once(result, shape_diagnostic(network, node, in_shapes, problem), seen)
             continue
         info.output_bytes = result.output_bytes(info)
         result.layers[node.name] = info
         shapes_of[node.name] = info.output_shape
+        layouts[node.name] = info.layout
         fields[node.name] = info.receptive_field
     if result.errors:
         raise SpecError(result.errors, partial=result, omitted=result.omitted)
@@ -359,6 +377,31 @@ def unused_outputs(network: Network) -> list[Diagnostic]:
             same[0].notes.append(f"so are the outputs of {len(same) - 1} more copies written here "
                                  f"(last: '{same[-1].layer}')")
     return [same[0] for same in by_place.values()]
+
+
+def check_layouts(node: Node, in_shapes: list[Shape], in_layouts: list[str]) -> None:
+    """The first input's layout is one the kind takes (so its shape rule may assume it), and
+    the paths a merge joins agree (a vector joins a vector)."""
+    kind, cfg = node.kind, node.cfg
+    accepted, layout = kind.accepts(cfg), in_layouts[0]
+    if accepted is not None and layout not in accepted and not (
+            layout == "vector" and accepted & (CHANNELS_FIRST | CHANNELS_LAST) - {"vector"}):
+        raise kind.layout_problem(cfg, in_shapes[0], layout)
+    data = len(node.data_inputs)
+    for name, shape, other in list(zip(node.inputs, in_shapes, in_layouts))[1:data]:
+        if other != layout and len(shape) > 1:
+            raise ShapeProblem(
+                f"{kind.name} joins {describe_layout(in_shapes[0], layout)} with "
+                f"{describe_layout(shape, other)} from '{name}'",
+                hint="bring the inputs to one layout first (a transpose or permute moves the "
+                     "features)")
+
+
+def output_layout(node: Node, in_shapes: list[Shape], in_layouts: list[str], out: Shape) -> str:
+    layout = node.kind.output_layout(node.cfg, in_shapes, in_layouts, out)
+    if layout not in LAYOUTS:
+        raise InternalError(f"layer kind '{node.kind.name}' gave the unknown layout {layout!r}")
+    return layout
 
 
 def apply_rules(node: Node, in_shapes: list[Shape], rules: dict[tuple, tuple]) -> tuple:

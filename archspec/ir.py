@@ -50,3 +50,4 @@ class Network:
     outputs: list[str]
     source: Any                    # SourceMap of the spec text
     params: dict[str, Any] = field(default_factory=dict)  # the spec's parameters, as bound
+    input_layout: str = "channels_first"  # layers.base.LAYOUTS; rank 1 is a vector

@@ -34,7 +34,8 @@ def layer_storages(analysis, training: bool) -> Storages:
     """Outputs that alias their input share its storage; every other output is a new one."""
     value_bytes = analysis.batch_size * analysis.dtype_bytes
     of = {INPUT: INPUT}
-    nbytes = {INPUT: shapes.product(analysis.input_shape) * value_bytes}
+    nbytes = {INPUT: shapes.product(analysis.input_shape) * analysis.batch_size *
+              analysis.input_value_bytes}
     for name, info in analysis.layers.items():
         node = analysis.network.nodes[name]
         if analysis.aliases_input(info, training):

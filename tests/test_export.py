@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import archspec
 from archspec.backends.export.exported_program import exported_program, save_program
 from archspec.backends.export.python_source import python_source
-from archspec.backends.pytorch.compiler import class_name
+from archspec.backends.pytorch.compiler import class_name, example_input
 from archspec.cli import main
 from archspec.errors import SpecError
 from archspec.layers import REGISTRY
@@ -134,8 +134,20 @@ layers:
      steps: last, from: lstm}
 outputs: [lstm_last, gru_last]
 """
+# token ids through an embedding, a class token and a position embedding, dense per position
+TEXT_KINDS = """
+name: text kinds
+input: {shape: [9], layout: ids}
+layers:
+  - {type: embedding, num_embeddings: 40, embedding_dim: 8, padding_idx: 0}
+  - {type: parameter, mode: prepend, name: class_token}
+  - {type: parameter, name: pos_embedding, init: normal}
+  - {type: layer_norm}
+  - {type: dense, out_features: 6}
+  - {type: layer_scale, dim: -1, init: 0.5}
+"""
 INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS,
-                "recurrent kinds": RECURRENT_KINDS}
+                "recurrent kinds": RECURRENT_KINDS, "text kinds": TEXT_KINDS}
 
 
 def all_kinds(name: str = "all kinds"):
@@ -183,7 +195,7 @@ def test_python_source_loads_the_compiled_state_dict_and_computes_the_same(spec)
     generated.load_state_dict(model.state_dict(), strict=True, assign=True)
     assert {k: p.requires_grad for k, p in generated.named_parameters()} == \
         {k: p.requires_grad for k, p in model.named_parameters()}
-    x = torch.randn(2 if spec in INLINE_SPECS else 1, *analysis.input_shape)
+    x = example_input(analysis, 2 if spec in INLINE_SPECS else 1)
     model.eval(), generated.eval()
     with torch.no_grad():
         assert_outputs_equal(generated(x), model(x))
@@ -266,7 +278,7 @@ def test_torch_export_and_onnx_files_compute_the_compiled_outputs_at_any_batch(s
     assert [i.name for i in session.get_inputs()] == ["input"]
     assert [o.name for o in session.get_outputs()] == analysis.network.outputs
     for batch in (1, 3):  # the trace used a batch of 2
-        x = torch.randn(batch, *analysis.input_shape)
+        x = example_input(analysis, batch)
         with torch.no_grad():
             want = model(x)
             assert_outputs_equal(reloaded(x), want)

@@ -93,6 +93,8 @@ SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
     "parameter": [({}, [(5, 6)]), ({"mode": "prepend"}, [(5, 6)]),
                   ({"shape": [1, 6]}, [(5, 6)])],
     "layer_scale": [({}, [(3, 4, 4)]), ({"dim": -1}, [(5, 6)])],
+    "embedding": [({"num_embeddings": 10, "embedding_dim": 4}, [(7,)]),
+                  ({"num_embeddings": 10, "embedding_dim": 4, "padding_idx": 0}, [(2, 3)])],
     "projection": [({}, [(3, 6, 6), (3, 6, 6)]), ({}, [(3, 6, 6), (4, 3, 3)]),
                    ({"norm": False}, [(3, 6, 6), (4, 3, 3)])],
 }

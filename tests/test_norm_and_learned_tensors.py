@@ -67,7 +67,8 @@ class Named(nn.Module):
     ({}, (10,), (10,)),
 ])
 def test_layer_norm_is_nn_layer_norm(fields, shape, normalized):
-    analysis = spec(list(shape), json.dumps({"type": "layer_norm", "name": "ln", **fields}))
+    analysis = spec(json.dumps({"shape": list(shape), "layout": "channels_last"}),
+                    json.dumps({"type": "layer_norm", "name": "ln", **fields}))
     options = {k: v for k, v in fields.items() if k != "normalized_shape"}
     same_as(analysis, Named("ln", nn.LayerNorm(normalized, **options)), torch.randn(2, *shape))
     tensors = (1 + options.get("bias", True)) * options.get("elementwise_affine", True)
@@ -97,7 +98,7 @@ def the_error(input_, layer: str):
 
 
 def test_a_declared_normalized_shape_must_be_the_inputs_last_dims():
-    d = the_error([7, 12], "{type: layer_norm, normalized_shape: [12, 7]}")
+    d = the_error("{shape: [7, 12], layout: tokens}", "{type: layer_norm, normalized_shape: [12, 7]}")
     assert "normalized_shape is [12, 7] but the input's last dims are [7, 12]" in d.message
     assert (d.line, d.column) == (4, 42) and "set it to [7, 12]" in d.hint
 
@@ -194,3 +195,84 @@ def test_a_frozen_direct_tensor_does_not_train():
     assert not model.pos.requires_grad
     assert (analysis.params, analysis.trainable_params) == (30, 0)
     assert mismatches(analysis) == []
+
+
+# ---- embedding, and token inputs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0, -1])
+def test_embedding_is_nn_embedding(padding_idx):
+    extra = "" if padding_idx is None else f", padding_idx: {padding_idx}"
+    analysis = spec("{shape: [12], layout: ids}",
+                    f"{{type: embedding, name: emb, num_embeddings: 30, embedding_dim: 8{extra}}}")
+    reference = Named("emb", nn.Embedding(30, 8, padding_idx=padding_idx))
+    model = archspec.compile(analysis.network)
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
+        [(k, v.shape) for k, v in reference.state_dict().items()]
+    assert analysis.output_shape == (12, 8) and analysis.params == 240
+    assert analysis.layers["emb"].layout == "channels_last"
+    if padding_idx is not None:  # PyTorch zeroes the padding row, as compiled
+        assert torch.count_nonzero(model.emb.weight[padding_idx]) == 0
+    ids = torch.randint(0, 30, (3, 12))
+    model.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(ids), reference(ids))
+    assert analysis.macs == flop_macs(reference, ids) == 0
+    assert mismatches(analysis) == []
+
+
+class TinyTokenModel(nn.Module):
+    """Token ids -> nn.Embedding -> class token + position embedding -> nn.LayerNorm ->
+    nn.Linear on every position (the last axis), as a ViT/BERT-style stem writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, 16))
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 11, 16))
+        self.ln = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.embed(x)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.head(self.ln(x + self.pos_embedding))
+
+
+def test_a_token_model_is_pytorchs_with_dense_on_the_last_axis():
+    analysis = spec("{shape: [10], layout: ids}",
+                    "{type: embedding, name: embed, num_embeddings: 50, embedding_dim: 16}",
+                    "{type: parameter, mode: prepend, name: class_token}",
+                    "{type: parameter, name: pos_embedding}",
+                    "{type: layer_norm, name: ln}", "{type: dense, name: head, out_features: 5}")
+    same_as(analysis, TinyTokenModel(), torch.randint(0, 50, (2, 10)))
+    assert analysis.layers["head"].macs == 11 * 16 * 5  # nn.Linear on each of 11 positions
+    assert analysis.input_bytes == 10 * 8  # int64 ids
+
+
+def test_a_token_sequence_input_feeds_dense_and_layer_norm_and_keeps_a_field():
+    analysis = spec("{shape: [7, 12], layout: tokens}", "{type: layer_norm, name: ln}",
+                    "{type: dense, name: fc, out_features: 4}")
+    reference = nn.Sequential()
+    reference.add_module("ln", nn.LayerNorm(12))
+    reference.add_module("fc", nn.Linear(12, 4))
+    same_as(analysis, reference, torch.randn(2, 7, 12))
+    assert analysis.input_layout == "channels_last"
+    assert analysis.layers["fc"].receptive_field.size == (1,)  # each token on its own
+    assert archspec.analyze(archspec.loads(
+        "name: t\ninput: {shape: [7, 12], layout: channels_last}\nlayers: [layer_norm]")
+    ).input_layout == "channels_last"
+
+
+def test_dense_still_refuses_a_channels_first_map():
+    d = the_error([3, 8, 8], "{type: dense, out_features: 4}")
+    assert "dense needs a feature vector but its input is a 3x8x8 map" in d.message
+    assert "flatten" in d.hint
+
+
+def test_check_json_reports_layouts():
+    analysis = spec("{shape: [10], layout: ids}",
+                    "{type: embedding, num_embeddings: 50, embedding_dim: 16}", "flatten")
+    doc = analysis.to_json()
+    assert doc["input_layout"] == "ids"
+    assert [layer["layout"] for layer in doc["layers"]] == ["channels_last", "vector"]

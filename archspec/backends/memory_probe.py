@@ -9,7 +9,7 @@ import weakref
 import torch
 
 from ..analysis import Analysis
-from .pytorch.compiler import compile_network, layer_modules
+from .pytorch.compiler import compile_network, example_input, layer_modules
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
@@ -25,8 +25,7 @@ def compiled(analysis: Analysis, dtype: str, device="cpu"):
     """The compiled model with uninitialised weights (their values do not change what is
     saved or alive, and initialising VGG's 138 M weights takes seconds)."""
     model = compile_network(analysis, device="meta").to_empty(device=device).to(DTYPES[dtype])
-    x = torch.randn((analysis.batch_size,) + tuple(analysis.input_shape), dtype=DTYPES[dtype],
-                    device=device)
+    x = example_input(analysis, analysis.batch_size, device=device, dtype=DTYPES[dtype])
     return model, x
 
 

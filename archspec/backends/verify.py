@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..analysis import Analysis
-from .pytorch.compiler import (check_fits, compile_network, layer_modules, layer_parameters,
-                               usable_device)
+from .pytorch.compiler import (check_fits, compile_network, example_input, layer_modules,
+                               layer_parameters, usable_device)
 from .weights import load_weights
 
 
@@ -40,7 +40,7 @@ def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
             "buffers": sum(b.numel() for b in module.buffers()),
         }
         handles.append(module.register_forward_hook(hook_for(name)))
-    x = torch.randn((batch_size,) + tuple(analysis.input_shape), device=device)
+    x = example_input(analysis, batch_size, device=device)
     with torch.no_grad():
         model(x)
     for h in handles:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, ClassVar, Literal
+
+from annotated_types import Len
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
@@ -13,6 +15,7 @@ from ..collector import collector_paused
 from ..errors import Diagnostic, SpecError
 from ..ir import INPUT, Network
 from ..layers import COMPOSITES, REGISTRY
+from ..layers.base import LAYOUT_ALIASES
 from . import params as spec_params
 from .expand import Expander, Scope
 from .imports import resolve_imports
@@ -42,12 +45,39 @@ class ImportEntry(BaseModel):
     params: list[str] | None = Field(None, description="Only these params; default: all.")
 
 
+class InputSpec(BaseModel):
+    """The mapping form of `input`: its shape and what its axes mean."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    described_as: ClassVar[str] = "the input"  # in validation messages
+    shape: list[PositiveInt] = Field(min_length=1, max_length=4, description=(
+        "Shape without the batch dim: [C, L], [C, H, W] or [C, D, H, W] channels first, "
+        "[L, D] tokens, [L] token ids."))
+    layout: Literal["channels_first", "channels_last", "tokens", "ids", "vector"] = Field(
+        "channels_first", description=(
+            "channels_first: [C, ...] maps (conv, pools, batch_norm); channels_last or its "
+            "alias tokens: features on the last axis ([L, D] token sequences: dense, layer_norm, "
+            "attention, lstm); ids: integer token ids [L] (embedding); vector: [N] features."))
+
+
+def input_form(doc: "SpecDocument") -> tuple[tuple[int, ...], str, tuple]:
+    """(shape, layout, path of the shape in the spec) of either form of `input`."""
+    if isinstance(doc.input, InputSpec):
+        layout = LAYOUT_ALIASES.get(doc.input.layout, doc.input.layout)
+        shape, path = tuple(doc.input.shape), ("input", "shape")
+    else:
+        shape, layout, path = tuple(doc.input), "channels_first", ("input",)
+    if len(shape) == 1 and layout != "ids":
+        layout = "vector"
+    return shape, layout, path
+
+
 class SpecDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(description="Network name.")
     description: str | None = None
-    input: list[PositiveInt] = Field(min_length=1, max_length=4, description=(
-        "Input shape without the batch dim, channels first: [C, L], [C, H, W] or [C, D, H, W]."))
+    input: Annotated[list[PositiveInt], Len(1, 4)] | InputSpec = Field(description=(
+        "Input shape without the batch dim, channels first: [C, L], [C, H, W] or [C, D, H, W] "
+        "([N]: a vector); or {shape: ..., layout: ...} for token sequences and token ids."))
     params: dict[str, Any] = Field(default_factory=dict, description=(
         "Spec parameters with their defaults (any YAML value; a default may be an expression "
         "over the parameters above it). Set from outside with --set name=value."))
@@ -145,6 +175,11 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
             if "input" in data else data
     except spec_params.ExpressionError as exc:
         raise SpecError(smap.diagnostic(exc.path, str(exc), hint=exc.hint)) from None
+    if isinstance(data.get("input"), dict):  # the mapping form, in its own words
+        given = probe.validate(InputSpec, data["input"], ("input",), Scope(prefix=()))
+        if given is None:
+            raise SpecError(probe.diagnostics)
+        data = dict(data, input=given)
     doc = probe.validate(SpecDocument, data, (), Scope(prefix=()))
     if doc is None:
         raise SpecError(probe.diagnostics)
@@ -175,26 +210,27 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
             if problem:
                 diagnostics.append(smap.diagnostic(("blocks", name, "params", param), problem[0],
                                                    at_key=True, hint=problem[1]))
-    for i, size in enumerate(doc.input):
+    input_shape, input_layout, input_path = input_form(doc)
+    for i, size in enumerate(input_shape):
         if size > MAX_DIM:
-            diagnostics.append(smap.diagnostic(("input", i), f"input size {size} is absurd "
+            diagnostics.append(smap.diagnostic(input_path + (i,), f"input size {size} is absurd "
                                                f"(limit {MAX_DIM})", hint="check the input shape"))
-    if not diagnostics and math.prod(doc.input) > MAX_VALUES:
-        diagnostics.append(smap.diagnostic(("input",), f"input has {math.prod(doc.input):.3g} "
+    if not diagnostics and math.prod(input_shape) > MAX_VALUES:
+        diagnostics.append(smap.diagnostic(input_path, f"input has {math.prod(input_shape):.3g} "
                                            f"values per sample, more than the limit of "
                                            f"{MAX_VALUES:.0e}", hint="check the input shape"))
     if diagnostics:
         raise SpecError(diagnostics)
     blocks = {k: v.model_dump() for k, v in doc.blocks.items()}
-    ex = Expander(smap, blocks, values=values, input_shape=tuple(doc.input))
+    ex = Expander(smap, blocks, values=values, input_shape=input_shape)
     top = Scope(prefix=(), values=values)  # expressions see the spec's params everywhere
     ex.expand(doc.layers, ("layers",), top, "input")
     outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
         raise SpecError(ex.diagnostics, omitted=ex.omitted)
-    return Network(name=doc.name, description=doc.description, input_shape=tuple(doc.input),
+    return Network(name=doc.name, description=doc.description, input_shape=input_shape,
                    nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap,
-                   params=values)
+                   params=values, input_layout=input_layout)
 
 
 def _outputs(ex: Expander, doc: SpecDocument, top: Scope) -> list[str]:

@@ -36,7 +36,7 @@ SYNONYMS = {
 FOREIGN_LAYERS = {
     "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
     "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
-    "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding", "embedding",
+    "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding",
     "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
     "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
     "tanhshrink", "threshold", "bilinear", "reshape", "view", "permute", "transpose", "squeeze",

@@ -206,8 +206,11 @@ def spec_json_schema() -> dict[str, Any]:
                       "type": "string", "pattern": _spelling_pattern(builtins)}
     document = defs.pop(block_def)
     document["properties"]["blocks"]["propertyNames"] = _user_block_type()
-    document["properties"]["input"]["items"] = {"anyOf": [document["properties"]["input"]["items"],
-                                                          _ref(PARAM)]}
+    for form in document["properties"]["input"]["anyOf"]:  # sizes may be expressions
+        if form.get("type") == "array":
+            form["items"] = {"anyOf": [form["items"], _ref(PARAM)]}
+    shape = defs["InputSpec"]["properties"]["shape"]
+    shape["items"] = {"anyOf": [shape["items"], _ref(PARAM)]}
     return {
         "$schema": DIALECT,
         **document,

@@ -37,6 +37,9 @@ class _Activation(LayerKind):
     torch_name = ""
     keeps: str | None = None
 
+    def accepts(self, cfg):
+        return None if self.keeps is None else self.layouts  # the identity passes ids on too
+
     def saved(self, cfg, inputs, output, grad):
         if self.keeps is None or not grad.inputs[0]:
             return []

@@ -30,6 +30,29 @@ FAMILIES = ("input", "conv", "pool", "dense", "norm", "activation", "dropout", "
             "merge", "upsample", "attention", "recurrent", "learned")
 
 
+# What a tensor's axes mean, beside its shape (no batch dim): a channels-first map [C, L] /
+# [C, H, W] / [C, D, H, W]; channels last, features on the last axis ([L, D] token sequences,
+# [H, W, C] maps); a flat feature vector [N] (both of those); integer token ids [L].
+LAYOUTS = ("channels_first", "channels_last", "vector", "ids")
+LAYOUT_ALIASES = {"tokens": "channels_last"}
+FLOATS = frozenset({"channels_first", "channels_last", "vector"})
+CHANNELS_FIRST = frozenset({"channels_first", "vector"})
+CHANNELS_LAST = frozenset({"channels_last", "vector"})
+
+
+def describe_layout(shape: tuple[int, ...], layout: str) -> str:
+    """'a token sequence 196x768, features last', for messages."""
+    text = "x".join(map(str, shape))
+    if layout == "ids":
+        return f"token ids {text} (integers)"
+    if layout == "vector" or len(shape) == 1:
+        return f"a feature vector of {shape[0]}"
+    if layout == "channels_last":
+        what = "a token sequence" if len(shape) == 2 else "a channels-last map"
+        return f"{what} {text}, features last"
+    return f"a channels-first map {text} (channels on dim 1)"
+
+
 class ShapeProblem(Exception):
     """Raised by a shape rule; the analysis turns it into a located Diagnostic."""
 
@@ -129,6 +152,21 @@ class LayerKind:
     # one learned tensor registered on the enclosing block's module under the layer's own name
     # (torchvision's class_token, layer_scale): the back end's lowering gives the tensor and op
     direct_tensor: ClassVar[bool] = False
+    # layouts its first input may have (base.LAYOUTS; a vector passes wherever channels_first
+    # or channels_last does); None: any, token ids included
+    layouts: ClassVar[frozenset[str] | None] = FLOATS
+
+    def accepts(self, cfg: Any) -> frozenset[str] | None:
+        """The layouts this layer's input may have (a kind whose fields change it overrides)."""
+        return self.layouts
+
+    def layout_problem(self, cfg: Any, shape: Shape, layout: str) -> ShapeProblem:
+        """The error for an input of a layout this layer does not take, with the fix."""
+        return wrong_layout(self.name, shape, layout, self.accepts(cfg) or FLOATS)
+
+    def output_layout(self, cfg: Any, inputs: list[Shape], layouts: list[str],
+                      output: Shape) -> str:
+        return "vector" if len(output) == 1 and layouts[0] != "ids" else layouts[0]
 
     def output_shape(self, cfg: Any, inputs: list[Shape]) -> Shape:
         return inputs[0]
@@ -272,6 +310,33 @@ def sequence_input(kind: str, shape: Shape, features: str, vector_hint: str,
         f"{expects} a {fmt_shape(shape)} map", hint=f"make the map a sequence of {positions} "
         f"positions of {c} features: {{type: reshape, shape: [{c}, {positions}]}} then "
         "{type: transpose, dims: [1, 2]}")
+
+
+def wrong_layout(kind: str, shape: Shape, layout: str, accepted: frozenset[str]) -> ShapeProblem:
+    """A located refusal naming the layout the layer got and the axis it expects."""
+    got = describe_layout(shape, layout)
+    rank = len(shape) + 1  # dims with the batch, as PyTorch counts them
+    if "ids" in accepted and layout != "ids":
+        return ShapeProblem(
+            f"{kind} takes integer token ids [L] but its input is {got}",
+            hint="declare the network input as ids: input: {shape: [L], layout: ids}; an "
+                 "input already embedded needs no embedding")
+    if layout == "ids":
+        return ShapeProblem(f"{kind} takes float features but its input is {got}",
+                            hint="token ids go through an embedding first: insert {type: "
+                                 "embedding, num_embeddings: ..., embedding_dim: ...} before it")
+    to_first = [0, rank - 1, *range(1, rank - 1)]
+    to_last = [0, *range(2, rank), 1]
+    if "channels_first" in accepted:
+        move = "{type: transpose, dims: [1, 2]}" if rank == 3 else \
+            f"{{type: permute, dims: {to_first}}}"
+        return ShapeProblem(f"{kind} expects a channels-first map (channels on dim 1) but its "
+                            f"input is {got}",
+                            hint=f"move the features to dim 1: insert {move} before it")
+    move = "{type: transpose, dims: [1, 2]}" if rank == 3 else f"{{type: permute, dims: {to_last}}}"
+    return ShapeProblem(f"{kind} expects features on the last axis (channels last, as a token "
+                        f"sequence [L, D]) but its input is {got}",
+                        hint=f"move the channels last: insert {move} before it")
 
 
 def fmt_shape(shape: Shape) -> str:

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from .. import shapes
-from .base import (SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
+from .base import (CHANNELS_FIRST, SAVES_INPUT, ActivationField, Counts, FixedWeights, LayerConfig, LayerKind,
                    Offset, Real, RFStep, Saved, Size, check_declared,
                    ShapeProblem, check_bias_literal, check_literal, dims_text,
                    per_dim, register, require_spatial, step_text)
@@ -94,6 +94,7 @@ def padded_copy(shape, pads: list[tuple[int, int]]) -> Saved:
 class Conv(LayerKind):
     name = "conv"
     family = "conv"
+    layouts = CHANNELS_FIRST
     Config = ConvConfig
 
     def geometry(self, cfg, shape):
@@ -174,6 +175,7 @@ class ConvTransposeConfig(LayerConfig, ActivationField, FixedWeights):
 class ConvTranspose(LayerKind):
     name = "conv_transpose"
     family = "upsample"
+    layouts = CHANNELS_FIRST
     Config = ConvTransposeConfig
     base_name = "upconv"
 
@@ -237,6 +239,7 @@ class DepthwiseConv(LayerKind):
     """A conv with groups = in_channels; out_channels = in_channels * depth_multiplier."""
     name = "depthwise_conv"
     family = "conv"
+    layouts = CHANNELS_FIRST
     Config = DepthwiseConvConfig
     base_name = "dwconv"
 

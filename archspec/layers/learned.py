@@ -1,5 +1,5 @@
 """Learned tensors: a parameter added or prepended to its input (ViT's class token and position
-embedding) and layer scale (ConvNeXt's per-channel gamma).
+embedding), layer scale (ConvNeXt's per-channel gamma) and the token embedding table.
 
 `parameter` and `layer_scale` hold one tensor that the PyTorch back end registers directly on
 the enclosing block's module under the layer's name (direct_tensor), as torchvision stores
@@ -118,4 +118,47 @@ class LayerScale(LayerKind):
 
     def saved(self, cfg, inputs, output, grad):
         """gamma * x keeps x for gamma's gradient (gamma, a parameter, is x's)."""
+        return [SAVES_INPUT] if grad.params else []
+
+
+class EmbeddingConfig(LayerConfig):
+    type: Literal["embedding"]
+    num_embeddings: Size = Field(description="Vocabulary size: token ids run 0 .. num_embeddings - 1.")
+    embedding_dim: Size
+    padding_idx: int | None = Field(None, description=(
+        "A token id whose vector stays zero and gets no gradient (negative counts from the end)."))
+
+
+@register
+class Embedding(LayerKind):
+    """nn.Embedding: token ids [L] -> vectors [L, embedding_dim]."""
+    name = "embedding"
+    family = "learned"
+    Config = EmbeddingConfig
+    base_name = "embed"
+    layouts = frozenset({"ids"})
+
+    def output_layout(self, cfg, inputs, layouts, output):
+        return "channels_last"  # one vector per token: features last
+
+    def output_shape(self, cfg, inputs):
+        if cfg.padding_idx is not None and \
+                not -cfg.num_embeddings <= cfg.padding_idx < cfg.num_embeddings:
+            raise ShapeProblem(f"padding_idx {cfg.padding_idx} is not a token id of a vocabulary "
+                               f"of {cfg.num_embeddings}", field="padding_idx",
+                               hint=f"give an id from 0 to {cfg.num_embeddings - 1} (or from "
+                                    f"-{cfg.num_embeddings} to -1)")
+        return inputs[0] + (cfg.embedding_dim,)
+
+    def counts(self, cfg, inputs, output):
+        return Counts(params=cfg.num_embeddings * cfg.embedding_dim, param_tensors=1)
+
+    def rf_steps(self, cfg, inputs):
+        return [RFStep(1, 1, 0)] * len(inputs[0])  # one vector per token position
+
+    def label(self, cfg, inputs):
+        return f"embedding {cfg.num_embeddings}x{cfg.embedding_dim}"
+
+    def saved(self, cfg, inputs, output, grad):
+        """The weight's gradient needs the token ids (the input, int64)."""
         return [SAVES_INPUT] if grad.params else []

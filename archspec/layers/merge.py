@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from .. import shapes
-from .base import (DIM_DOC, SAVES_INPUT, Counts, LayerConfig, LayerKind, RFStep, Saved,
+from .base import (CHANNELS_FIRST, DIM_DOC, SAVES_INPUT, Counts, LayerConfig, LayerKind, RFStep, Saved,
                    ShapeProblem, fmt_shape, register, sample_axis, stats)
 
 
@@ -132,6 +132,7 @@ class Projection(LayerKind):
     name = "projection"
     family = "conv"
     base_name = "shortcut"
+    layouts = CHANNELS_FIRST
     min_inputs = max_inputs = 2
     data_inputs: ClassVar[int] = 1
 

@@ -8,7 +8,7 @@ from annotated_types import Len
 from pydantic import Field, confloat
 
 from .. import shapes
-from .base import (SAVES_INPUT, Counts, LayerConfig, LayerKind, PositiveReal, Real, RFStep,
+from .base import (CHANNELS_FIRST, CHANNELS_LAST, SAVES_INPUT, Counts, LayerConfig, LayerKind, PositiveReal, Real, RFStep,
                    Saved, ShapeProblem, Size, check_declared, fmt_shape, register, stats)
 
 
@@ -27,6 +27,7 @@ class BatchNorm(LayerKind):
     family = "norm"
     Config = BatchNormConfig
     base_name = "bn"
+    layouts = CHANNELS_FIRST
 
     def output_shape(self, cfg, inputs):
         check_declared(cfg, "num_features", inputs[0][0])
@@ -66,6 +67,16 @@ class LayerNorm(LayerKind):
     family = "norm"
     Config = LayerNormConfig
     base_name = "ln"
+
+    def accepts(self, cfg):
+        return CHANNELS_FIRST if cfg.channels_first else CHANNELS_LAST
+
+    def layout_problem(self, cfg, shape, layout):
+        problem = super().layout_problem(cfg, shape, layout)
+        if layout == "channels_first" and not cfg.channels_first:
+            problem.hint = ("set channels_first: true to normalize over the channels at every "
+                            f"position (ConvNeXt's LayerNorm2d), or {problem.hint}")
+        return problem
 
     def normalized(self, cfg, shape) -> tuple[int, ...]:
         given = cfg.normalized_shape
@@ -138,6 +149,7 @@ class LocalResponseNorm(LayerKind):
     family = "norm"
     Config = LRNConfig
     base_name = "lrn"
+    layouts = CHANNELS_FIRST
 
     def output_shape(self, cfg, inputs):
         if len(inputs[0]) < 2:

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from .. import shapes
-from .base import (SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, RFStep, Saved,
+from .base import (CHANNELS_FIRST, SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, RFStep, Saved,
                    ShapeProblem, Size, dims_text, per_dim, register, require_spatial, step_text)
 from .conv import AXES, Padding, conv_padding, is_symmetric, padded_copy, window_too_large
 
@@ -35,6 +35,7 @@ class AvgPoolConfig(PoolConfig):
 
 class _Pool(LayerKind):
     family = "pool"
+    layouts = CHANNELS_FIRST
     base_name = "pool"
     op = ""
 
@@ -130,6 +131,7 @@ class AdaptiveMaxConfig(AdaptiveConfig):
 
 class _Adaptive(LayerKind):
     family = "pool"
+    layouts = CHANNELS_FIRST
     base_name = "pool"
     op = ""
 
@@ -182,6 +184,7 @@ class GlobalMaxConfig(LayerConfig):
 class _Global(LayerKind):
     """Pools each channel over all positions and drops the spatial dims: [C, ...] -> [C]."""
     family = "pool"
+    layouts = CHANNELS_FIRST
     base_name = "gap"
     op = ""
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (LayerConfig, LayerKind, ShapeProblem, Size, dims_text, per_dim, register,
+from .base import (CHANNELS_FIRST, LayerConfig, LayerKind, ShapeProblem, Size, dims_text, per_dim, register,
                    require_spatial)
 
 MODES_BY_DIMS = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -21,6 +21,7 @@ class UpsampleConfig(LayerConfig):
 class Upsample(LayerKind):
     name = "upsample"
     family = "upsample"
+    layouts = CHANNELS_FIRST
     Config = UpsampleConfig
     base_name = "up"
 

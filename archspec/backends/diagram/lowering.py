@@ -74,6 +74,7 @@ LOWERING: dict[str, Drawing] = {
     "gru": Drawing(),
     "parameter": Drawing(),
     "layer_scale": Drawing(),
+    "embedding": Drawing(),
     # merges are ovals, so the points where paths meet stand out from the layers
     "add": Drawing(shape="oval"),
     "multiply": Drawing(shape="oval"),

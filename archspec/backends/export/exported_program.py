@@ -10,7 +10,7 @@ import torch
 
 from ...analysis import Analysis
 from ...fileio import write_output
-from ..pytorch.compiler import compile_network
+from ..pytorch.compiler import compile_network, example_input
 
 EXAMPLE_BATCH = 2  # torch.export specialises sizes 0 and 1, so the example batch is 2
 
@@ -21,7 +21,7 @@ def exported_program(analysis: Analysis, *, model=None, max_memory: int | None =
     if model is None:
         model = compile_network(analysis, max_memory=max_memory)
     model.eval()
-    example = torch.randn(EXAMPLE_BATCH, *analysis.input_shape)
+    example = example_input(analysis, EXAMPLE_BATCH)
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():  # nn.LSTM/GRU rebuild their list of weights as they run
         warnings.filterwarnings("ignore", r"The tensor attributes .*_flat_weights")

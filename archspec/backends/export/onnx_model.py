@@ -77,7 +77,24 @@ def onnx_bytes(program, analysis: Analysis) -> bytes:
             layer=layer.name, hint="export with --to torch-export or --to python, or change "
             "the layer (e.g. an adaptive pool whose input size is a multiple of its output "
             "size)")) from exc
-    return onnx_program.model_proto.SerializeToString()
+    return _outputs_named_apart(onnx_program.model_proto, analysis).SerializeToString()
+
+
+def _outputs_named_apart(proto, analysis: Analysis):
+    """An output named like a parameter (a direct tensor's layer, e.g. layer_scale1, is both)
+    would break ONNX's single assignment: such an initializer is renamed."""
+    outputs = set(analysis.network.outputs)
+    renamed = {}
+    for tensor in proto.graph.initializer:
+        if tensor.name in outputs:
+            renamed[tensor.name] = tensor.name = f"{tensor.name}.tensor"
+    for node in proto.graph.node if renamed else ():  # until a node makes the output
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+        for name in node.output:
+            renamed.pop(name, None)
+    return proto
 
 
 def _failed_layer(program, message: str, layers: dict):

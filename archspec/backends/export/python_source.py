@@ -401,7 +401,7 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",
         "dropout", "upsample", "projection", "relu", "leaky_relu", "relu6", "elu", "gelu",
         "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax", "log_softmax",
-        "identity")},
+        "identity", "embedding")},
 }
 INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool"}
 

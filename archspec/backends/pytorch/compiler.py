@@ -80,6 +80,17 @@ def check_fits(analysis: Analysis, device, max_memory: int | None, *,
                                hint=hint))
 
 
+def example_input(analysis: Analysis, batch_size: int, *, device="cpu",
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A random input batch: floats, or token ids (int64) below every embedding's vocabulary."""
+    shape = (batch_size,) + tuple(analysis.input_shape)
+    if analysis.input_layout == "ids":
+        vocab = min((node.cfg.num_embeddings for node in analysis.network.nodes.values()
+                     if node.kind.name == "embedding"), default=2)
+        return torch.randint(0, vocab, shape, device=device)
+    return torch.randn(shape, device=device, dtype=dtype)
+
+
 def class_name(name: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", name) or ["Network"]
     text = "".join(w[:1].upper() + w[1:] for w in words)

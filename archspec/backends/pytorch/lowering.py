@@ -70,7 +70,7 @@ def conv_transpose(kind, cfg, inputs, output):
 
 @lowers("dense")
 def dense(kind, cfg, inputs, output):
-    return load_literals(nn.Linear(inputs[0][0], cfg.out_features, bias=cfg.bias is not False),
+    return load_literals(nn.Linear(inputs[0][-1], cfg.out_features, bias=cfg.bias is not False),
                          cfg)
 
 
@@ -202,3 +202,8 @@ def parameter(kind, cfg, inputs, output):
 def layer_scale(kind, cfg, inputs, output):
     return tm.DirectOp("scale", nn.Parameter(torch.full(kind.tensor_shape(cfg, inputs[0]),
                                                         float(cfg.init))))
+
+
+@lowers("embedding")
+def embedding(kind, cfg, inputs, output):
+    return nn.Embedding(cfg.num_embeddings, cfg.embedding_dim, padding_idx=cfg.padding_idx)
