@@ -650,3 +650,68 @@ def test_random_recurrent_specs_match_pytorch(case, dtype, batch):
     assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
     assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
     event(dtype)
+
+
+# ---- learned tensors and layer norm on token sequences, against PyTorch -------------------------
+
+@st.composite
+def learned_token_specs(draw):
+    """Token ids through an embedding, or a token sequence [L, D], then a random chain of
+    layer_norm, dense (on the last axis), parameter (added or prepended), layer_scale and gelu:
+    (spec dict, expected output shape)."""
+    length, dim = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    if draw(st.booleans()):
+        vocab = draw(st.integers(1, 20))
+        spec = {"name": "tokens", "input": {"shape": [length], "layout": "ids"}, "layers": [
+            {"type": "embedding", "num_embeddings": vocab, "embedding_dim": dim,
+             "padding_idx": draw(st.sampled_from([None, 0, -1]))}]}
+    else:
+        spec = {"name": "tokens", "input": {"shape": [length, dim], "layout": "tokens"},
+                "layers": []}
+    for _ in range(draw(st.integers(1, 5))):
+        choice = draw(st.sampled_from(["layer_norm", "dense", "add", "prepend", "scale", "gelu"]))
+        if choice == "layer_norm":
+            spec["layers"].append({"type": "layer_norm", "bias": draw(st.booleans()),
+                                   "elementwise_affine": draw(st.booleans())})
+        elif choice == "dense":
+            dim = draw(st.integers(1, 6))
+            spec["layers"].append({"type": "dense", "out_features": dim})
+        elif choice == "add":
+            shape = [draw(st.sampled_from([1, length])), dim]
+            spec["layers"].append({"type": "parameter", "shape": shape, "init": "normal"})
+        elif choice == "prepend":
+            tokens = draw(st.integers(1, 2))
+            spec["layers"].append({"type": "parameter", "mode": "prepend",
+                                   "shape": [tokens, dim], "trainable": draw(st.booleans())})
+            length += tokens
+        elif choice == "scale":
+            spec["layers"].append({"type": "layer_scale", "dim": -1})
+        else:
+            spec["layers"].append("gelu")
+    return spec, (length, dim)
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(learned_token_specs(), st.sampled_from(list(MEMORY_DTYPES)), st.integers(1, 3))
+def test_random_token_chains_match_pytorch(case, dtype, batch):
+    """Shapes, counts and MACs (FlopCounterMode) of the compiled model, and its saved and
+    peak memory, equal the analysis."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archspec.backends.memory_probe import measure_inference_peak, measure_saved_bytes
+    from archspec.backends.pytorch.compiler import example_input
+    from archspec.memory import inference_peak_bytes, saved_bytes
+    spec, expected = case
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.loads(text), batch_size=batch,
+                                dtype_bytes=MEMORY_DTYPES[dtype])
+    assert analysis.output_shape == expected, text
+    assert mismatches(analysis, device="cpu") == [], text
+    model = archspec.compile(analysis.network)
+    x = example_input(analysis, batch)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    assert counter.get_total_flops() == 2 * analysis.macs * batch, text
+    assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
+    assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
+    event(spec["input"]["layout"])
