@@ -171,7 +171,10 @@ class Gen:
         if self.rf_only:
             return {"type": "identity"}, shape
         name = self.draw(st.sampled_from(["relu", "tanh", "gelu", "relu6", "leaky_relu",
-                                          "silu", "batch_norm", "dropout", "softmax"]))
+                                          "silu", "batch_norm", "dropout", "softmax",
+                                          "layer_scale", "layer_norm"]))
+        if name == "layer_norm":  # ConvNeXt's LayerNorm2d: over the channels of a map
+            return {"type": name, "channels_first": True}, shape
         return {"type": name}, shape
 
     def upsampling(self, shape):
@@ -328,7 +331,8 @@ def multipath_specs(draw):
 
 def runtime_macs(model, analysis) -> dict[str, int]:
     """MACs of every conv/transposed conv/dense from the built modules' weight shapes."""
-    modules = dict(model.named_modules())
+    from archspec.backends.pytorch.compiler import layer_modules
+    modules = layer_modules(model)  # direct tensors' layers included
     out = {}
     for name, info in analysis.layers.items():
         module = modules[name]
