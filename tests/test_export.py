@@ -125,7 +125,7 @@ layers:
 # recurrent layers: every step or the last state, one or two directions, stacked with dropout
 RECURRENT_KINDS = """
 name: recurrent kinds
-input: [6, 8]
+input: {shape: [6, 8], layout: tokens}
 layers:
   - {type: lstm, name: lstm, hidden_size: 6, num_layers: 2, bidirectional: true, dropout: 0.25}
   - {type: gru, name: gru, hidden_size: 5, bias: false}

@@ -607,7 +607,8 @@ def recurrent_specs(draw):
     sequence, each handing on every step, the last ending the chain when it hands on its
     final state."""
     length, features = draw(st.integers(1, 6)), draw(st.integers(1, 5))
-    spec = {"name": "recurrent", "input": [length, features], "layers": []}
+    spec = {"name": "recurrent", "input": {"shape": [length, features], "layout": "tokens"},
+            "layers": []}
     for i in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["lstm", "gru"]))
         hidden = draw(st.integers(1, 5))
@@ -649,7 +650,7 @@ def test_random_recurrent_specs_match_pytorch(case, dtype, batch):
     model = archspec.compile(analysis.network).eval()
     with torch.backends.mkldnn.flags(enabled=False), torch.no_grad(), \
             FlopCounterMode(display=False) as count:
-        model(torch.randn(1, *spec["input"]))
+        model(torch.randn(1, *spec["input"]["shape"]))
     assert count.get_total_flops() == 2 * analysis.macs, text
     assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
     assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text

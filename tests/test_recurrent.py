@@ -29,7 +29,7 @@ IDS = [f"{kind}-{i}" for i, (kind, _, _) in enumerate(CASES)]
 def spec_text(kind: str, fields: dict, shape, name: str = "rnn") -> str:
     items = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}"
                       for k, v in fields.items())
-    return (f"name: t\ninput: [{shape[0]}, {shape[1]}]\nlayers:\n"
+    return (f"name: t\ninput: {{shape: [{shape[0]}, {shape[1]}], layout: tokens}}\nlayers:\n"
             f"  - {{type: {kind}, name: {name}, {items}}}\n")
 
 
@@ -123,7 +123,7 @@ def test_last_is_h_n_of_the_last_layer_not_the_last_output_step():
     text = spec_text("gru", {"hidden_size": 4, "bidirectional": True, "num_layers": 2}, (6, 3))
     network = archspec.loads(text)
     every = archspec.compile(network).eval()
-    last = archspec.compile(archspec.loads(text.replace("}", ", steps: last}"))).eval()
+    last = archspec.compile(archspec.loads(text.replace("2}", "2, steps: last}"))).eval()
     last.load_state_dict(every.state_dict())
     x = torch.randn(2, 6, 3)
     with torch.no_grad():
@@ -148,7 +148,7 @@ def gradient_support(model, shape, step: int) -> tuple[int, int]:
 ])
 def test_receptive_field_is_every_earlier_step_or_the_whole_sequence(layers, sees):
     length = 7
-    analysis = archspec.analyze(archspec.loads(f"name: t\ninput: [{length}, 4]\nlayers:\n{layers}"))
+    analysis = archspec.analyze(archspec.loads(f"name: t\ninput: {{shape: [{length}, 4], layout: tokens}}\nlayers:\n{layers}"))
     last = analysis.layers[analysis.network.outputs[0]]
     rf = last.receptive_field
     model = archspec.compile(analysis.network).double()
@@ -162,7 +162,7 @@ def test_receptive_field_is_every_earlier_step_or_the_whole_sequence(layers, see
 
 def test_labels_and_notes():
     analysis = archspec.analyze(archspec.loads(
-        "name: t\ninput: [9, 4]\nlayers:\n"
+        "name: t\ninput: {shape: [9, 4], layout: tokens}\nlayers:\n"
         "  - {type: lstm, hidden_size: 8, num_layers: 2, bidirectional: true, proj_size: 3}\n"
         "  - {type: gru, hidden_size: 5, steps: last}\n"))
     lstm, gru = analysis.layers["lstm1"], analysis.layers["gru1"]
@@ -194,7 +194,7 @@ def test_training_runs_atens_kernel_and_inference_keeps_onednn(monkeypatch):
 
 def test_python_export_writes_pytorch_modules(tmp_path):
     from archspec.backends.export.python_source import python_source
-    text = ("name: t\ninput: [5, 4]\nlayers:\n"
+    text = ("name: t\ninput: {shape: [5, 4], layout: tokens}\nlayers:\n"
             "  - {type: lstm, hidden_size: 6, proj_size: 2, bidirectional: true}\n"
             "  - {type: gru, hidden_size: 3, bidirectional: true, steps: last}\n")
     analysis = archspec.analyze(archspec.loads(text))
@@ -213,7 +213,7 @@ def test_python_export_writes_pytorch_modules(tmp_path):
 
 def test_onnx_export_refuses_an_lstm_with_projections(tmp_path):
     from archspec.errors import SpecError
-    text = ("name: t\ninput: [5, 4]\nlayers:\n  - {type: lstm, hidden_size: 6}\n"
+    text = ("name: t\ninput: {shape: [5, 4], layout: tokens}\nlayers:\n  - {type: lstm, hidden_size: 6}\n"
             "  - {type: lstm, hidden_size: 6, proj_size: 2}\n")
     with pytest.raises(SpecError) as caught:
         archspec.export(archspec.loads(text, filename="p.yaml"), tmp_path / "p.onnx", to="onnx")

@@ -66,6 +66,7 @@ class GRUConfig(RecurrentConfig):
 
 class _Recurrent(LayerKind):
     family = "recurrent"
+    layouts = frozenset({"channels_last"})  # a sequence [L, D], features last
     gates: int = 0
     title = ""
 
