@@ -558,13 +558,16 @@ class Expander:
             inputs = [None]
         n_in = len(inputs)
         if n_in < kind.min_inputs or (kind.max_inputs is not None and n_in > kind.max_inputs):
-            want = (f"{kind.min_inputs}" if kind.max_inputs == kind.min_inputs else
-                    f"at least {kind.min_inputs}")
+            lo, hi = kind.min_inputs, kind.max_inputs
+            want = (f"{lo}" if hi == lo else f"at least {lo}" if hi is None else
+                    f"{lo} or {hi}" if hi == lo + 1 else f"{lo} to {hi}")
+            hint = ("give a single name in 'from'" if hi == 1 else
+                    f"give at most {hi} names in 'from'" if hi is not None and n_in > hi else
+                    "list its inputs: from: [a, b]")
             self.error(path + (("from",) if "from" in item else ()),
-                       f"{kind.name} takes {want} input{'s' if kind.min_inputs > 1 else ''}, "
+                       f"{kind.name} takes {want} input{'s' if (hi or lo) > 1 else ''}, "
                        f"got {n_in}", scope=scope, layer=scope.full(item["name"]) if "name" in item else None,
-                       hint="list its inputs: from: [a, b]" if kind.min_inputs > 1 else
-                       "give a single name in 'from'")
+                       hint=hint)
             return None
         name = self.add_node(scope, cfg, inputs, path, name=item.get("name"))
         activation = cfg.activation if isinstance(cfg, ActivationField) else None
