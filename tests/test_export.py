@@ -103,6 +103,7 @@ layers:
   - {type: dense, out_features: 5, activation: relu}
   - {type: batch_norm, name: bn_1d}
   - {type: dropout, p: 0.2}
+  - {type: stochastic_depth, p: 0.25}
   - {type: dense, name: logits, out_features: 3}
   - {type: softmax, name: probs, dim: 1, from: logits}
   - {type: log_softmax, name: logprobs, dim: -1, from: logits}

@@ -43,6 +43,8 @@ SAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
                    ({"track_running_stats": False}, [(2, 3, 3, 3)])],
     "local_response_norm": [({"size": 3}, [(5, 4, 4)]), ({"size": 2}, [(4, 6)])],
     "dropout": [({"p": 0.5}, [(3, 4, 4)]), ({"p": 0.0}, [(6,)]), ({"p": 1.0}, [(6,)])],
+    "stochastic_depth": [({"p": 0.5}, [(3, 4, 4)]), ({"p": 0.2, "mode": "batch"}, [(3, 4)]),
+                         ({"p": 0.0}, [(6,)]), ({"p": 1.0}, [(6,)])],
     "max_pool": [({"kernel_size": 2}, [(3, 6, 6)]), ({"kernel_size": 3, "stride": 2,
                                                       "padding": "same"}, [(2, 8, 8)]),
                  ({"kernel_size": 2, "dilation": 2}, [(2, 9)]), ({"kernel_size": 2}, [(2, 4, 4, 4)])],

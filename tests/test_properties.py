@@ -172,9 +172,12 @@ class Gen:
             return {"type": "identity"}, shape
         name = self.draw(st.sampled_from(["relu", "tanh", "gelu", "relu6", "leaky_relu",
                                           "silu", "batch_norm", "dropout", "softmax",
-                                          "layer_scale", "layer_norm"]))
+                                          "layer_scale", "layer_norm", "stochastic_depth"]))
         if name == "layer_norm":  # ConvNeXt's LayerNorm2d: over the channels of a map
             return {"type": name, "channels_first": True}, shape
+        if name == "stochastic_depth":
+            return {"type": name, "p": 0.2, "mode": self.draw(st.sampled_from(["row", "batch"]))}, \
+                shape
         return {"type": name}, shape
 
     def upsampling(self, shape):

@@ -28,6 +28,7 @@ SYNONYMS = {
     "adaptivemaxpool": "adaptive_max_pool", "localresponsenorm": "local_response_norm",
     "attention": "multi_head_attention", "selfattention": "multi_head_attention",
     "mha": "multi_head_attention", "crossattention": "multi_head_attention",
+    "droppath": "stochastic_depth",
 }
 
 

@@ -1,4 +1,4 @@
-"""Batch norm, layer norm, local response norm and dropout."""
+"""Batch norm, layer norm, local response norm, dropout and stochastic depth."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -191,6 +191,38 @@ class Dropout(LayerKind):
         if cfg.p == 0 or not grad.inputs[0]:
             return []
         return [Saved("new", shape=() if cfg.p == 1 else inputs[0], batched=cfg.p != 1)]
+
+    def aliases_input(self, cfg, inputs, training):
+        return cfg.p == 0 or not training
+
+
+class StochasticDepthConfig(LayerConfig):
+    type: Literal["stochastic_depth"]
+    p: confloat(ge=0, le=1) = Field(description="Probability of dropping a sample's path "
+                                                "(torchvision's StochasticDepth p).")
+    mode: Literal["row", "batch"] = Field("row", description=(
+        "row: each sample kept or zeroed on its own; batch: the whole batch at once."))
+
+
+@register
+class StochasticDepth(LayerKind):
+    """torchvision.ops.StochasticDepth (drop path): in training, zeroes a sample's input (row)
+    or the whole batch's (batch) with probability p and scales the rest by 1 / (1 - p);
+    the identity in eval."""
+    name = "stochastic_depth"
+    family = "dropout"
+    Config = StochasticDepthConfig
+    base_name = "drop_path"
+
+    def label(self, cfg, inputs):
+        return f"stochastic depth {cfg.p:g} ({cfg.mode})"
+
+    def saved(self, cfg, inputs, output, grad):
+        """input * noise keeps the noise (input's dtype): one value per sample (row) or a single
+        one (batch); p=0 returns its input."""
+        if cfg.p == 0 or not grad.inputs[0]:
+            return []
+        return [Saved("new", shape=(1,) * len(inputs[0]), batched=cfg.mode == "row")]
 
     def aliases_input(self, cfg, inputs, training):
         return cfg.p == 0 or not training

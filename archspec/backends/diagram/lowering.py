@@ -60,6 +60,7 @@ LOWERING: dict[str, Drawing] = {
     "log_softmax": Drawing(fused="log-softmax"),
     "identity": Drawing(),
     "dropout": Drawing(),
+    "stochastic_depth": Drawing(),
     "flatten": Drawing(),
     "max_pool": Drawing(),
     "avg_pool": Drawing(),

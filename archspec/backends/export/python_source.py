@@ -338,6 +338,21 @@ def _direct_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]
         f"], dim={module.dim})"
 
 
+def _stochastic_depth_call(writer: _Writer, node: Node, module: nn.Module,
+                           args: list[str]) -> Call:
+    """Drop path without torchvision, drawing what the compiled module draws: in training the
+    input times a Bernoulli(1 - p) noise per sample (row) or per batch, divided by 1 - p."""
+    x = args[0]
+    if module.p == 0:
+        return "", [x], ""
+    survival = 1.0 - module.p
+    rank = len(writer.analysis.layers[node.name].output_shape)
+    size = ", ".join([f"{x}.shape[0]" if module.mode == "row" else "1"] + ["1"] * rank)
+    noise = f"{x}.new_empty({size}).bernoulli_({_literal(survival)})" + \
+        (f".div_({_literal(survival)})" if survival > 0 else "")
+    return "(", [f"{x} * {noise} if self.training else {x}"], ")"
+
+
 def _global_pool_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
     dims = str(module.dims[0]) if len(module.dims) == 1 else repr(module.dims)
     return f"{args[0]}.{'mean' if module.op == 'avg' else 'amax'}(", [dims], ")"
@@ -394,7 +409,7 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "concat": _Writer.concat_call, "add": _add_call, "multiply": _multiply_call,
     "global_avg_pool": _global_pool_call, "global_max_pool": _global_pool_call,
     "multi_head_attention": _attention_call, "transformer_encoder_layer": _encoder_layer_call,
-    "lstm": _recurrent_call, "gru": _recurrent_call,
+    "lstm": _recurrent_call, "gru": _recurrent_call, "stochastic_depth": _stochastic_depth_call,
     "layer_norm": _layer_norm_call, "parameter": _direct_call, "layer_scale": _direct_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
@@ -403,7 +418,7 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
         "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax", "log_softmax",
         "identity", "embedding")},
 }
-INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool"}
+INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool", "stochastic_depth"}
 
 
 def _keeps_module(node: Node, module: nn.Module) -> bool:

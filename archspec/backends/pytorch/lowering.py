@@ -122,6 +122,11 @@ def dropout(kind, cfg, inputs, output):
     return nn.Dropout(cfg.p)
 
 
+@lowers("stochastic_depth")
+def stochastic_depth(kind, cfg, inputs, output):
+    return tm.StochasticDepth(cfg.p, cfg.mode)
+
+
 @lowers("upsample")
 def upsample(kind, cfg, inputs, output):
     if cfg.size is not None:

@@ -254,3 +254,26 @@ class DirectOp(nn.Module):
 
     def extra_repr(self):
         return self.op
+
+
+class StochasticDepth(nn.Module):
+    """Drop path as torchvision.ops.StochasticDepth(p, mode) computes it (same random draws):
+    in training, input * a Bernoulli(1 - p) noise of shape [N, 1, ...] (row) or [1, 1, ...]
+    (batch), divided by 1 - p; the input itself in eval or with p = 0."""
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0] if self.mode == "row" else 1] + [1] * (x.dim() - 1)
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self):
+        return f"p={self.p}, mode={self.mode}"
