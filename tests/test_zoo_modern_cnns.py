@@ -110,6 +110,22 @@ def test_efficientnet_b0_runs_as_torchvisions_forward(efficientnet):
     assert (theirs - state["classifier.1.bias"]).std() > 0.05   # not the bias alone
 
 
+def test_efficientnet_b0_drops_paths_at_torchvisions_rates(efficientnet):
+    """Block k of 16 drops its residual path with 0.2 * k / 16; blocks without a skip have
+    none (torchvision keeps the module there but never calls it)."""
+    analysis, _, _ = efficientnet
+    rates, k = {}, 0
+    for stage, (_, _, first_stride, c_in, c_out, blocks) in enumerate(B0, start=1):
+        for b in range(blocks):
+            if (first_stride if b == 0 else 1) == 1 and (c_out if b else c_in) == c_out:
+                rates[f"features.{stage}.{b}.stochastic_depth"] = 0.2 * k / 16
+            k += 1
+    nodes = analysis.network.nodes
+    assert {name: nodes[name].cfg.p for name in nodes if nodes[name].cfg.type == "stochastic_depth"} \
+        == pytest.approx(rates)
+    assert {nodes[name].cfg.mode for name in rates} == {"row"}
+
+
 def test_efficientnet_b0_counts_are_torchvisions(efficientnet):
     analysis, model, _ = efficientnet
     ref = layout("efficientnet_b0")
@@ -119,3 +135,4 @@ def test_efficientnet_b0_counts_are_torchvisions(efficientnet):
     assert sum(b.numel() for b in model.buffers()) == ref.buffers
     with torch.no_grad():
         assert flop_macs(model, torch.randn(1, *ref.input)) == ref.macs
+
