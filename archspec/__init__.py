@@ -33,18 +33,21 @@ __version__ = "0.1.0"
 
 
 def load(path: str | os.PathLike, *, params: dict[str, Any] | None = None,
-         limits: Limits = Limits()) -> Network:
+         limits: Limits = Limits(), input_shape: list | None = None) -> Network:
     """The spec file at path (a str is always a path, whatever its suffix), expanded into the IR,
-    with its `params:` set from `params` (as --set does). Raises SpecError. For YAML text, use
-    loads()."""
-    return _load(path, limits=limits, params=params)
+    with its `params:` set from `params` (as --set does) and its input shape replaced by
+    `input_shape` (as --input does; names such as 'H' leave sizes open). Raises SpecError. For
+    YAML text, use loads()."""
+    return _load(path, limits=limits, params=params, input_shape=input_shape)
 
 
 def loads(text: str | bytes, *, params: dict[str, Any] | None = None, limits: Limits = Limits(),
-          filename: str = "<string>") -> Network:
+          filename: str = "<string>", input_shape: list | None = None) -> Network:
     """A spec given as YAML text (never read as a path), expanded into the IR, with its params
-    set from `params`. Raises SpecError; `filename` names the text in diagnostics."""
-    return _loads(text, limits=limits, filename=filename, params=params)
+    set from `params` (and its input shape from `input_shape`, as load). Raises SpecError;
+    `filename` names the text in diagnostics."""
+    return _loads(text, limits=limits, filename=filename, params=params,
+                  input_shape=input_shape)
 
 
 def _network(spec: Network | str | os.PathLike) -> Network:

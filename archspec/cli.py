@@ -66,18 +66,45 @@ def make_console(stderr: bool = False):
 
 
 class SpecReader:
-    """How every command reads its spec: the YAML limits and the params set with --set."""
+    """How every command reads its spec: the YAML limits, the params set with --set and the
+    input shape given with --input."""
 
-    def __init__(self, limits: Limits, params: dict):
-        self.limits, self.params = limits, params
+    def __init__(self, limits: Limits, params: dict, input_shape: list | None = None):
+        self.limits, self.params, self.input_shape = limits, params, input_shape
 
     def read(self, spec: str):
         """The spec file at a path, or standard input for '-' (named <stdin> in diagnostics)."""
         from .frontend import load, load_stream
         if spec == STDIO:
             return load_stream(sys.stdin.buffer, limits=self.limits, filename="<stdin>",
-                               params=self.params, params_from="--set")
-        return load(spec, limits=self.limits, params=self.params, params_from="--set")
+                               params=self.params, params_from="--set",
+                               input_shape=self.input_shape)
+        return load(spec, limits=self.limits, params=self.params, params_from="--set",
+                    input_shape=self.input_shape)
+
+    def read_concrete(self, spec: str):
+        """The spec at one input shape: open sizes at their default, the spec's own size, or
+        the smallest valid (build, diagram, verify and export make one model)."""
+        network = self.read(spec)
+        if not network.open_sizes:
+            return network
+        from .backends.sizes_report import example_shape, network_at
+        return network_at(network, example_shape(network))
+
+    @property
+    def concrete_input(self) -> bool:
+        """--input gave every size (no names)."""
+        return self.input_shape is not None and all(isinstance(n, int) for n in self.input_shape)
+
+
+def parse_input(ctx, param, value) -> list | None:
+    if value is None:
+        return None
+    from .frontend.open_sizes import parse_input_text
+    try:
+        return parse_input_text(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 def parse_sets(ctx, param, values) -> dict:
@@ -95,10 +122,13 @@ def parse_sets(ctx, param, values) -> dict:
 def spec_options(func):
     """The options of every command that reads a spec; the command gets them as `reader`."""
     @functools.wraps(func)
-    def command(*args, max_bytes, max_depth, max_nodes, set_params, **kwargs):
+    def command(*args, max_bytes, max_depth, max_nodes, set_params, input_shape, **kwargs):
         limits = Limits(max_bytes=max_bytes, max_depth=max_depth, max_nodes=max_nodes)
-        return func(*args, reader=SpecReader(limits, set_params), **kwargs)
+        return func(*args, reader=SpecReader(limits, set_params, input_shape), **kwargs)
     for option in (
+        click.option("--input", "input_shape", metavar="SHAPE", default=None,
+                     callback=parse_input, help="Replace the spec's input shape: 1x60x64, or "
+                     "names for open sizes, 3xHxW (see 'archspec sizes')."),
         click.option("--set", "set_params", multiple=True, metavar="NAME=VALUE",
                      callback=parse_sets, help="Set a parameter declared under params: in the "
                      "spec (repeatable); VALUE is YAML: 50, true, [1, 2], text."),
@@ -300,10 +330,20 @@ def check(specs, as_json, batch_size, dtype, optimizer, reader):
     failed = False
     results = []
     for spec in specs:
+        sizes = None
         try:
             with reported_internal():
-                analysis = analyze(reader.read(spec), batch_size=batch_size,
-                                   dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
+                network = reader.read(spec)
+                if network.open_sizes:  # the table at one valid size, then the open sizes
+                    sizes = open_sizes_report(network, batch_size, dtype, optimizer)
+                    network = sizes.example
+                try:
+                    analysis = analyze(network, batch_size=batch_size,
+                                       dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
+                except SpecError as exc:
+                    if reader.concrete_input:
+                        explain_given_input(reader, spec, network, exc)
+                    raise
         except SpecError as exc:
             failed = True
             if as_json:
@@ -318,9 +358,14 @@ def check(specs, as_json, batch_size, dtype, optimizer, reader):
                 print_diagnostics(exc.diagnostics, err, exc.omitted, sources=sources_of(exc))
             continue
         if as_json:
-            results.append(dict(analysis.to_json(), file=spec, valid=True, error_count=0))
+            results.append(dict(analysis.to_json(), file=spec, valid=True, error_count=0,
+                                **({"sizes": sizes.json} if sizes else {})))
         else:
             print_report(analysis, out)
+            if sizes:
+                out.print(f"open sizes (the table above is at {sizes.at_text}):")
+                for line in sizes.lines:
+                    out.print(f"  {line}", highlight=False, markup=False)
             if analysis.warnings:  # shown, but the spec is valid: the exit status stays 0
                 print_diagnostics(analysis.warnings, err, severity="warning",
                                   sources=analysis.network.source)
@@ -330,6 +375,82 @@ def check(specs, as_json, batch_size, dtype, optimizer, reader):
         for doc in results:
             click.echo(json.dumps(doc))
     sys.exit(1 if failed else 0)
+
+
+class OpenSizes:
+    """check's view of a spec with open sizes: the sizes report, and the network at the
+    size its table shows."""
+
+    def __init__(self, report, example):
+        from .backends.sizes_report import text_lines, to_json
+        self.report, self.example = report, example
+        lines = text_lines(report)[1:]  # the table gives the shapes at one size
+        self.lines = lines[:lines.index("layer shapes:")]
+        self.json = to_json(report)
+        self.at_text = "x".join(str(v) for v in report.at.values())
+
+
+def open_sizes_report(network, batch_size, dtype, optimizer) -> OpenSizes:
+    from .backends.sizes_report import network_at, sizes_report
+    report = sizes_report(network, batch_size=batch_size, dtype_bytes=DTYPE_BYTES[dtype],
+                          optimizer=optimizer)
+    return OpenSizes(report, network_at(network, report.at_shape))
+
+
+def explain_given_input(reader: SpecReader, spec: str, network, exc: SpecError) -> None:
+    """--input sizes that break the network: the error says which rule they break."""
+    from .backends.sizes_report import explain_break
+    if not exc.diagnostics or exc.diagnostics[0].layer is None or spec == STDIO:
+        return
+    try:
+        own = SpecReader(reader.limits, reader.params).read(spec)
+    except SpecError:
+        return
+    explain_break(own, tuple(network.input_shape), exc.diagnostics[0])
+
+
+@main.command(name="sizes")
+@click.argument("spec", metavar="SPEC")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+              help="Batch size for the memory figures.")
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32",
+              show_default=True, help="Element type for the memory figures.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
+              show_default=True, help="Optimizer of the training-step memory estimate.")
+@spec_options
+def sizes_command(spec, as_json, batch_size, dtype, optimizer, reader):
+    """Which input sizes SPEC accepts: per open size (names in the input, or every size along
+    the map when the input is concrete) the valid set ('H % 32 == 0', 'any H >= 75'), the
+    smallest, each layer's shape as a formula, and params, MACs and memory as formulas of the
+    sizes, evaluated at the spec's sizes or those of --input.
+
+    Exit status 1 when the sizes evaluated break the network (the error located at the layer)."""
+    from .backends.sizes_report import open_spatial, sizes_report, text_lines, to_json
+    out = make_console()
+    with reported():
+        network = reader.read(spec)
+        at = None
+        if reader.concrete_input and spec != STDIO:
+            own = SpecReader(reader.limits, reader.params).read(spec)
+            if len(own.input_shape) == len(network.input_shape) and \
+                    own.input_shape[0] == network.input_shape[0]:
+                opened = open_spatial(own)
+                at = {n: network.input_shape[s.axes[0]] for n, s in opened.open_sizes.items()}
+                network = opened
+        network = open_spatial(network)
+        report = sizes_report(network, at, batch_size=batch_size,
+                              dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
+    if as_json:
+        click.echo(json.dumps(dict(to_json(report), file=spec)))
+    else:
+        for line in text_lines(report):
+            out.print(line, highlight=False, markup=False)
+    if report.at_problem is not None:
+        if not as_json:
+            print_diagnostics([report.at_problem], make_console(stderr=True),
+                              sources=network.source)
+        sys.exit(1)
 
 
 @main.command()
@@ -354,7 +475,7 @@ def build(spec, output, device, max_memory, max_param_bytes, weights, skip, read
     limit = min((m for m in (max_memory, max_param_bytes) if m is not None), default=None)
     with reported():
         require_torch()
-        network = reader.read(spec)
+        network = reader.read_concrete(spec)
         written, params, loaded = build_checkpoint(network, spec, output, device, limit,
                                                    weights, skip)
     fresh = f" ({loaded['fresh']:,} left fresh: {', '.join(skip)})" if skip and loaded else ""
@@ -430,7 +551,7 @@ def diagram(spec, output, fmt, depth, fold, fuse, params, edge_shapes, rankdir, 
         warnings.simplefilter("always", DiagramTooLong)
         refuse_overwrite(spec, output)
         output_target(output)  # refuse a directory or a device before drawing
-        network = reader.read(spec)
+        network = reader.read_concrete(spec)
         refuse_overwrite_imports(network, output)
         analysis = analyze(network)
         data = render(analysis, output, format=fmt, depth=depth, fold=fold, fuse=fuse,
@@ -466,7 +587,7 @@ def verify(spec, device, batch_size, max_memory, weights, skip, reader):
     check_skip_needs_weights(weights, skip)
     with reported():
         require_torch()
-        analysis = analyze(reader.read(spec))
+        analysis = analyze(reader.read_concrete(spec))
         from .backends.verify import mismatches
         problems = mismatches(analysis, device=device, batch_size=batch_size,
                               max_memory=max_memory, weights=weights, skip=skip)
@@ -529,7 +650,7 @@ def export_command(spec, target, output, max_memory, weights, skip, reader):
         refuse_overwrite(spec, output)
         from .fileio import output_target
         output_target(output)  # refuse a directory or a device before any work
-        network = reader.read(spec)
+        network = reader.read_concrete(spec)
         refuse_overwrite_imports(network, output)
         analysis = analyze(network)
         require_torch()

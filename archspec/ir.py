@@ -1,6 +1,7 @@
 """The intermediate representation: a DAG of layer nodes with hierarchical names."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,3 +52,9 @@ class Network:
     source: Any                    # SourceMap of the spec text
     params: dict[str, Any] = field(default_factory=dict)  # the spec's parameters, as bound
     input_layout: str = "channels_first"  # layers.base.LAYOUTS; rank 1 is a vector
+    # sizes the spec or --input leaves open, by name (frontend.open_sizes.OpenSize); the
+    # network is expanded at their probe sizes, and archspec.sizes says which sizes it takes
+    open_sizes: dict[str, Any] = field(default_factory=dict)
+    # the same network at another input shape, when its layers read $in_shape (else None:
+    # only the input shape changes)
+    at_input: Callable[[tuple], "Network"] | None = field(default=None, repr=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, BinaryIO, ClassVar, Literal
 
 from annotated_types import Len
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StringConstraints
 
 from ..analysis import MAX_VALUES
 from ..collector import collector_paused
@@ -20,11 +20,14 @@ from . import params as spec_params
 from .expand import Expander, Scope
 from .imports import resolve_imports
 from .messages import canonical_type_name
+from .open_sizes import DIM_NAME, SizeRange, open_sizes
 from .sources import SpecSources
 from .yaml_loader import Limits, SourceMap, load_yaml, load_yaml_file, load_yaml_stream
 
 BLOCK_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # a type name, and the stem of its instances' names
 MAX_DIM = 10 ** 9  # per input dim: larger is certainly a typo, and keeps products sane
+# an input size, or a name leaving it open (archspec.frontend.open_sizes)
+InputDim = PositiveInt | Annotated[str, StringConstraints(pattern=f"^{DIM_NAME}$")]
 
 
 class BlockDefinition(BaseModel):
@@ -49,18 +52,21 @@ class InputSpec(BaseModel):
     """The mapping form of `input`: its shape and what its axes mean."""
     model_config = ConfigDict(extra="forbid", strict=True)
     described_as: ClassVar[str] = "the input"  # in validation messages
-    shape: list[PositiveInt] = Field(min_length=1, max_length=4, description=(
+    shape: list[InputDim] = Field(min_length=1, max_length=4, description=(
         "Shape without the batch dim: [C, L], [C, H, W] or [C, D, H, W] channels first, "
-        "[L, D] tokens, [L] token ids."))
+        "[L, D] tokens, [L] token ids; a name (H, W, L) leaves that size open."))
     layout: Literal["channels_first", "channels_last", "tokens", "ids", "vector"] = Field(
         "channels_first", description=(
             "channels_first: [C, ...] maps (conv, pools, batch_norm); channels_last or its "
             "alias tokens: features on the last axis ([L, D] token sequences: dense, layer_norm, "
             "attention, lstm); ids: integer token ids [L] (embedding); vector: [N] features."))
+    sizes: dict[str, SizeRange] = Field(default_factory=dict, description=(
+        "Ranges of the open sizes named in shape: {H: {min: 32, max: 2048, default: 224}}."))
 
 
-def input_form(doc: "SpecDocument") -> tuple[tuple[int, ...], str, tuple]:
-    """(shape, layout, path of the shape in the spec) of either form of `input`."""
+def input_form(doc: "SpecDocument") -> tuple[tuple[int | str, ...], str, tuple]:
+    """(shape, layout, path of the shape in the spec) of either form of `input`; the shape
+    may hold names of open sizes."""
     if isinstance(doc.input, InputSpec):
         layout = LAYOUT_ALIASES.get(doc.input.layout, doc.input.layout)
         shape, path = tuple(doc.input.shape), ("input", "shape")
@@ -75,9 +81,10 @@ class SpecDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(description="Network name.")
     description: str | None = None
-    input: Annotated[list[PositiveInt], Len(1, 4)] | InputSpec = Field(description=(
+    input: Annotated[list[InputDim], Len(1, 4)] | InputSpec = Field(description=(
         "Input shape without the batch dim, channels first: [C, L], [C, H, W] or [C, D, H, W] "
-        "([N]: a vector); or {shape: ..., layout: ...} for token sequences and token ids."))
+        "([N]: a vector), a name leaving a size open ([3, H, W]); or {shape: ..., layout: ..., "
+        "sizes: ...} for token sequences, token ids and ranges of open sizes."))
     params: dict[str, Any] = Field(default_factory=dict, description=(
         "Spec parameters with their defaults (any YAML value; a default may be an expression "
         "over the parameters above it). Set from outside with --set name=value."))
@@ -94,9 +101,11 @@ class SpecDocument(BaseModel):
 
 @collector_paused()
 def load(path: str | os.PathLike, *, limits: Limits = Limits(), filename: str | None = None,
-         params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
+         params: dict[str, Any] | None = None, params_from: str = "params=",
+         input_shape: list | None = None) -> Network:
     """Parse and expand the spec file at path (any name: a path is never read as YAML text),
-    its parameters set from `params`; raises SpecError. YAML text goes to loads()."""
+    its parameters set from `params`, its input shape replaced by `input_shape` (the CLI's
+    --input: sizes or names of open sizes); raises SpecError. YAML text goes to loads()."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load() takes a path (str or os.PathLike), not {type(path).__name__}; "
                         "use loads() for YAML text")
@@ -112,13 +121,13 @@ def load(path: str | os.PathLike, *, limits: Limits = Limits(), filename: str | 
     except OSError:
         identity = None
     return named_build(data, smap, limits, os.path.dirname(os.fspath(path)), identity, params,
-                       params_from)
+                       params_from, input_shape)
 
 
 @collector_paused()
 def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<string>",
           params: dict[str, Any] | None = None, params_from: str = "params=",
-          imports: bool = True) -> Network:
+          imports: bool = True, input_shape: list | None = None) -> Network:
     """Parse and expand a spec given as YAML text (never a path); raises SpecError. Its imports
     are relative to the folder of `filename`, or to the working folder for a name in <...>;
     imports=False refuses them (a checkpoint's spec stands alone)."""
@@ -126,15 +135,17 @@ def loads(text: str | bytes, *, limits: Limits = Limits(), filename: str = "<str
         raise TypeError(f"loads() takes YAML text (str or bytes), not {type(text).__name__}")
     data, smap = load_yaml(text, filename, limits)
     return named_build(data, smap, limits, _text_base(filename) if imports else None, None,
-                       params, params_from)
+                       params, params_from, input_shape)
 
 
 @collector_paused()
 def load_stream(stream: BinaryIO, *, limits: Limits = Limits(), filename: str = "<stdin>",
-                params: dict[str, Any] | None = None, params_from: str = "params=") -> Network:
+                params: dict[str, Any] | None = None, params_from: str = "params=",
+                input_shape: list | None = None) -> Network:
     """Parse and expand a spec read from a binary stream (standard input) within the size limit."""
     data, smap = load_yaml_stream(stream, limits, filename)
-    return named_build(data, smap, limits, _text_base(filename), None, params, params_from)
+    return named_build(data, smap, limits, _text_base(filename), None, params, params_from,
+                       input_shape)
 
 
 def _text_base(filename: str) -> str:
@@ -144,13 +155,13 @@ def _text_base(filename: str) -> str:
 
 def named_build(data: Any, smap: SourceMap, limits: Limits, base: str | None,
                 identity: tuple[int, int] | None = None, params: dict[str, Any] | None = None,
-                params_from: str = "params=") -> Network:
+                params_from: str = "params=", input_shape: list | None = None) -> Network:
     """The spec's imports resolved, then build_network; the spec's name and its sources go
     on its SpecError (for --json, and for the CLI's source excerpts)."""
     sources = SpecSources(smap, data)
     try:
         data = resolve_imports(data, sources, limits, base, identity)
-        return build_network(data, sources, params, params_from)
+        return build_network(data, sources, params, params_from, input_shape)
     except SpecError as exc:
         name = data.get("name") if isinstance(data, dict) else None
         exc.spec_name = name if isinstance(name, str) else None
@@ -159,7 +170,7 @@ def named_build(data: Any, smap: SourceMap, limits: Limits, base: str | None,
 
 
 def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, Any] | None = None,
-                  params_from: str = "params=") -> Network:
+                  params_from: str = "params=", input_shape: list | None = None) -> Network:
     if isinstance(smap, SourceMap):
         smap = SpecSources(smap, data)
     if not isinstance(data, dict):
@@ -175,6 +186,14 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
             if "input" in data else data
     except spec_params.ExpressionError as exc:
         raise SpecError(smap.diagnostic(exc.path, str(exc), hint=exc.hint)) from None
+    reference = None  # the spec's own sizes, where --input leaves them open
+    if input_shape is not None and "input" in data:
+        given = data["input"]
+        own = given.get("shape") if isinstance(given, dict) else given
+        if isinstance(own, list) and all(isinstance(n, int) for n in own):
+            reference = tuple(own)
+        data = dict(data, input=dict(given, shape=list(input_shape)) if isinstance(given, dict)
+                    else list(input_shape))
     if isinstance(data.get("input"), dict):  # the mapping form, in its own words
         given = probe.validate(InputSpec, data["input"], ("input",), Scope(prefix=()))
         if given is None:
@@ -210,7 +229,11 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
             if problem:
                 diagnostics.append(smap.diagnostic(("blocks", name, "params", param), problem[0],
                                                    at_key=True, hint=problem[1]))
-    input_shape, input_layout, input_path = input_form(doc)
+    named_shape, input_layout, input_path = input_form(doc)
+    input_shape, opened, problems = open_sizes(
+        named_shape, input_layout, doc.input.sizes if isinstance(doc.input, InputSpec) else {},
+        input_path, smap, reference)
+    diagnostics += problems
     for i, size in enumerate(input_shape):
         if size > MAX_DIM:
             diagnostics.append(smap.diagnostic(input_path + (i,), f"input size {size} is absurd "
@@ -228,9 +251,13 @@ def build_network(data: Any, smap: SpecSources | SourceMap, params: dict[str, An
     outputs = _outputs(ex, doc, top)
     if ex.diagnostics:
         raise SpecError(ex.diagnostics, omitted=ex.omitted)
-    return Network(name=doc.name, description=doc.description, input_shape=input_shape,
-                   nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap,
-                   params=values, input_layout=input_layout)
+    network = Network(name=doc.name, description=doc.description, input_shape=input_shape,
+                      nodes=ex.nodes, blocks=ex.blocks, outputs=outputs, source=smap,
+                      params=values, input_layout=input_layout, open_sizes=opened)
+    if ex.shapes.spatial_read:  # its layers depend on the sizes: another size is another build
+        network.at_input = lambda shape: build_network(
+            data, smap, params, params_from, [*shape])
+    return network
 
 
 def _outputs(ex: Expander, doc: SpecDocument, top: Scope) -> list[str]:

@@ -744,7 +744,7 @@ class Expander:
             if isinstance(ref, list) and ref:
                 ref, at = ref[0], at + (0,)
             return self.shapes.of(self.resolve(scope, ref, at, own=item.get("name")))
-        return ItemVariables(base, incoming)
+        return ItemVariables(base, incoming, self.shapes.read_shape)
 
     def drop_when(self, item: dict) -> dict:
         """The item without its `when:` (one copy per item, shared by a repeat's copies)."""

@@ -181,6 +181,8 @@ _NOUNS = {"integer": "integers", "number": "numbers", "string": "strings", "name
 
 def _plural(text: str) -> str:
     """'a positive integer' -> 'positive integers' (descriptions from describe_type)."""
+    if " or " in text:  # 'a positive integer or a name' -> 'positive integers or names'
+        return " or ".join(_plural(part) for part in text.split(" or "))
     text = re.sub(r"^an? ", "", text)
     words = text.split(" ")
     for i, word in enumerate(words):
@@ -263,6 +265,8 @@ def describe_type(annotation: Any, metadata=()) -> str:
     if annotation is str:
         if b.get("pattern") == r"^[A-Za-z0-9_]+$":
             return "a string of letters, digits and '_'"
+        if b.get("pattern") == r"^[A-Za-z_][A-Za-z0-9_]*$":
+            return "a name"
         return "a string"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "a mapping"

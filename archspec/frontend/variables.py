@@ -25,15 +25,19 @@ class UnknownShape(ExpressionError):
 class ItemVariables(Mapping):
     """The variables of a scope, plus the incoming tensor's, computed only when asked for."""
 
-    def __init__(self, base: Mapping, incoming: Callable[[], tuple | None]):
-        self.base, self.incoming = base, incoming
+    def __init__(self, base: Mapping, incoming: Callable[[], tuple | None],
+                 shape_read: Callable[[], None] = lambda: None):
+        self.base, self.incoming, self.shape_read = base, incoming, shape_read
 
     def __getitem__(self, key: str) -> Any:
         if key in INCOMING:
             shape = self.incoming()
             if shape is None:
                 raise UnknownShape(f"the incoming shape of '${key}' is unknown")
-            return shape[0] if key == "in_channels" else list(shape)
+            if key == "in_channels":
+                return shape[0]
+            self.shape_read()
+            return list(shape)
         return self.base[key]
 
     def __contains__(self, key: object) -> bool:
@@ -56,6 +60,10 @@ class Shapes:
         self.nodes, self.order, self.done = nodes, [], 0
         self.known: dict[str, tuple] = {INPUT: tuple(input_shape)}
         self.rules: dict[tuple, tuple] = {}
+        self.spatial_read = False  # an item read $in_shape: the layers depend on the sizes
+
+    def read_shape(self) -> None:
+        self.spatial_read = True
 
     def added(self, name: str) -> None:
         self.order.append(name)

@@ -7,6 +7,7 @@ receptive-field step and its memory rule, the way a Keras layer keeps config and
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -177,6 +178,13 @@ class LayerKind:
     def rf_steps(self, cfg: Any, inputs: list[Shape]) -> list[RFStep] | None:
         """Per spatial dim window of this layer; identity by default; None: no spatial field."""
         return [RFStep(1, 1, 0)] * (len(inputs[0]) - 1)
+
+    def size_period(self, cfg: Any, inputs: list[Shape]) -> int:
+        """A period of the output sizes in each input size: an input size grown by this much
+        grows the output by a fixed amount whatever the size (a window's stride; 1 for a
+        pointwise, upsampling or fixed-size output). archspec.sizes builds on it."""
+        steps = self.rf_steps(cfg, inputs)
+        return math.lcm(*(step.stride for step in steps)) if steps else 1
 
     def label(self, cfg: Any, inputs: list[Shape]) -> str:
         return self.name

@@ -146,6 +146,9 @@ class _Adaptive(LayerKind):
             return None  # uneven windows: no single kernel describes them
         return [RFStep(n // o, n // o, 0) for n, o in zip(spatial, out)]
 
+    def size_period(self, cfg, inputs):
+        return 1  # a fixed output size, whatever the window
+
     def label(self, cfg, inputs):
         return f"adaptive {self.op} {dims_text(self.output_shape(cfg, inputs)[1:])}"
 

@@ -1,0 +1,156 @@
+"""Open input sizes: the valid sets and shape formulas archspec.sizes derives equal a
+brute-force scan through the concrete analysis (archspec.analyze at every size, one open size at
+a time with the others held at the spec's own size), and PyTorch agrees at sampled sizes.
+
+The brute force defines validity as the analysis does, plus one rule of `archspec sizes` for a
+spec whose own input is concrete: every layer keeps the parameter count it has at that input
+(one set of weights serves every size), so flatten + dense pins the sizes.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import archspec
+from archspec.analysis import analyze
+from archspec.backends.sizes_report import open_spatial, sizes_report, statement
+from archspec.errors import SpecError
+from archspec.sizes import scan_open_sizes, shape_formulas, with_size
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+
+def brute_force(network, name: str, upto: int, reference: bool = True):
+    """{n: output shapes by layer, or None} for n in 1..upto, through archspec.analyze."""
+    size = network.open_sizes[name]
+    ref_params = None
+    if reference and size.reference is not None:
+        ref_params = {k: v.params for k, v in analyze(network).layers.items()}
+    found = {}
+    for n in range(1, upto + 1):
+        shape = with_size(network.input_shape, size.axes, n)
+        try:
+            a = analyze(replace(network, input_shape=shape))
+        except SpecError:
+            found[n] = None
+            continue
+        if ref_params is not None and any(ref_params[k] != v.params for k, v in a.layers.items()):
+            found[n] = None
+        else:
+            found[n] = {k: v.output_shape for k, v in a.layers.items()}
+    return found
+
+
+def value_of(formula_text: str, name: str, n: int) -> Fraction:
+    return Fraction(eval(formula_text, {"floor": math.floor, "ceil": math.ceil,
+                                        name: Fraction(n)}))
+
+
+def assert_matches(network, upto: int, layers: list[str] | None = None):
+    scans = scan_open_sizes(network)
+    for name, result in scans.items():
+        truth = brute_force(network, name, upto)
+        derived = {n for n in truth if result.valid(n)}
+        actual = {n for n, v in truth.items() if v is not None}
+        assert derived == actual, (name, statement(result), sorted(actual)[:40])
+        for layer in layers or network.outputs:
+            formulas = shape_formulas(result, layer)
+            for n in sorted(actual):
+                for axis, f in enumerate(formulas):
+                    got = truth[n][layer][axis]
+                    if f.text is not None:
+                        assert value_of(f.text, name, n) == got, (layer, f.text, n, got)
+                    else:  # a breakpoint table: the length at the last breakpoint at or below n
+                        below = [v for m, v in f.table if m <= n]
+                        assert below and below[-1] == got, (layer, f.table, n, got)
+    return scans
+
+
+# ---- the acceptance examples ----------------------------------------------------------------
+
+def test_unet_sizes_must_be_multiples_of_8():
+    net = archspec.load(SPECS / "unet_small.yaml", input_shape=[1, "H", "W"])
+    scans = assert_matches(net, 1024, ["cat3", "cat1", "head"])
+    assert statement(scans["H"]) == "H % 8 == 0" and statement(scans["W"]) == "W % 8 == 0"
+    assert scans["H"].smallest == 8
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "archspec", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+def test_cli_sizes_and_check_at_a_breaking_size():
+    done = run_cli("sizes", "specs/unet_small.yaml", "--input", "1xHxW")
+    assert done.returncode == 0, done.stderr
+    assert "H % 8 == 0" in done.stdout and "W % 8 == 0" in done.stdout
+    broken = run_cli("check", "specs/unet_small.yaml", "--input", "1x60x64")
+    assert broken.returncode == 1
+    first = broken.stderr.splitlines()[0]
+    assert first.startswith("specs/unet_small.yaml:31:5: error: at 60x64, concat")
+    assert "H must be a multiple of 8" in first and "(layer 'cat3')" in first
+    assert "use H = 56 or 64" in broken.stderr
+
+
+def test_input_overrides_the_spec_input_on_every_command(tmp_path):
+    """--input 1x56x72 replaces the spec's 1x64x64 in check, sizes, diagram and export."""
+    done = run_cli("check", "specs/unet_small.yaml", "--input", "1x56x72")
+    assert done.returncode == 0 and "input 1x56x72 -> output 2x56x72" in done.stdout
+    done = run_cli("sizes", "specs/unet_small.yaml", "--input", "1x56x72", "--json")
+    import json
+    doc = json.loads(done.stdout)
+    assert doc["at"] == {"H": 56, "W": 72} and doc["at_valid"]
+    done = run_cli("diagram", "specs/unet_small.yaml", "--input", "1x56x72", "-o",
+                   str(tmp_path / "u.dot"))
+    assert done.returncode == 0 and "56x72" in (tmp_path / "u.dot").read_text()
+
+
+def test_lenet_flatten_pins_the_sizes():
+    """LeNet's dense after the flatten takes 400 features: 16 x 5 x 5, so H in 32..35 (with
+    W = 32): pool2 = floor((floor((H - 4) / 2) - 4) / 2) = 5."""
+    net = open_spatial(archspec.load(SPECS / "lenet5.yaml"))
+    scans = assert_matches(net, 200)
+    assert statement(scans["H"]) == "H in {32..35}"
+
+
+def test_resnet50_any_size_and_macs_formula():
+    """ResNet-50: every stride-2 step is ceil(n / 2) on both paths of a block, so any size
+    works; at multiples of 32 each layer's map is H/s x W/s, so MACs = k H W + c, with c the
+    2048 x 1000 dense (torchvision's 4.09 GMACs at 224)."""
+    net = open_spatial(archspec.load(SPECS / "resnet50.yaml"))
+    report = sizes_report(net)
+    assert statement(report.scans["H"]) == "any H"
+    macs = report.figures["macs"].coeffs
+    assert set(macs) == {(1, 1), (0, 0)} and macs[(0, 0)] == 2048 * 1000
+    assert macs[(1, 1)] * 224 * 224 + 2048 * 1000 == 4_089_184_256
+
+
+def test_inception_v3_needs_75():
+    """torchvision: 'expects tensors with a size of N x 3 x 299 x 299'; the smallest that runs
+    is 75 (PyTorch issue threads and the stem's arithmetic: 75 -> 37 -> 35 -> 17 -> 15 -> 7 ->
+    3 -> 1)."""
+    net = open_spatial(archspec.load(SPECS / "inception_v3.yaml"))
+    scans = scan_open_sizes(net)
+    assert statement(scans["H"]) == "any H >= 75"
+
+
+def test_sizes_and_check_with_open_sizes_do_not_import_torch():
+    probe = ("import sys\nfrom archspec.cli import main\n"
+             "for args in (['sizes', 'specs/unet_small.yaml'], "
+             "['check', 'specs/unet_small.yaml', '--input', '1xHxW']):\n"
+             "    try:\n        main(args)\n    except SystemExit as exc:\n"
+             "        assert exc.code == 0, args\n"
+             "print('TORCH', 'torch' in sys.modules, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert "TORCH False" in done.stderr, done.stderr
