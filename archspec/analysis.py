@@ -116,6 +116,7 @@ class Analysis:
     omitted: int = 0  # errors found past MAX_KEPT, counted only
     _totals: dict[tuple[str, int], int] = field(default_factory=dict, repr=False, compare=False)
     _graph: Any = field(default=None, repr=False, compare=False)
+    _plan: Any = field(default=None, repr=False, compare=False)  # memory.SavedPlan
 
     @property
     def name(self) -> str:
@@ -223,6 +224,15 @@ class Analysis:
             from .memory import saved_bytes
             self._saved = saved_bytes(self)
         return self._saved
+
+    @property
+    def saved_plan(self):
+        """What a training step's forward keeps for the backward (archspec.memory.SavedPlan),
+        found once: the table, the totals and --json all read it."""
+        if self._plan is None:
+            from .memory import saved_plan
+            self._plan = saved_plan(self)
+        return self._plan
 
     @property
     def total_saved_bytes(self) -> int:

@@ -119,7 +119,7 @@ def saved_plan(analysis) -> SavedPlan:
 def saved_bytes(analysis) -> dict[str, int]:
     """Per layer: bytes of the storages autograd keeps for the backward pass that this layer is
     the first to keep (train mode, the network input not requiring grad)."""
-    plan = saved_plan(analysis)
+    plan = analysis.saved_plan
     per_layer = dict.fromkeys(analysis.layers, 0)
     for key, name in plan.first_keeper.items():
         per_layer[name] += plan.store.nbytes[key]
@@ -139,7 +139,8 @@ def storage_of(item: Saved, index: int, name: str, inputs: list[str], store: Sto
 
 def inference_peak_bytes(analysis) -> int:
     """Most bytes of layer outputs alive at once when the forward runs in the compiled order
-    (eval mode), the network input included."""
+    (eval mode), the network input included. Linear: each storage counts the live values in it,
+    and each value is dropped at its last consumer (an unused one at once)."""
     store = layer_storages(analysis, training=False)
     nodes = analysis.network.nodes
     last_use: dict[str, str] = {}
@@ -147,13 +148,26 @@ def inference_peak_bytes(analysis) -> int:
         for i in nodes[name].inputs:
             last_use[i] = name
     keep = set(analysis.network.outputs) | {INPUT}
-    live: set[str] = {INPUT}
-    peak = store.nbytes[INPUT]
+    dies_after: dict[str, list[str]] = {}  # layer -> the values whose last consumer it is
+    for value, name in last_use.items():
+        if value not in keep:
+            dies_after.setdefault(name, []).append(value)
+    holders = {INPUT: 1}  # storage -> live values in it
+    alive = peak = store.nbytes[INPUT]
     for name in analysis.layers:
-        live.add(name)
-        peak = max(peak, sum(store.nbytes[k] for k in {store.of[v] for v in live}))
-        done = [v for v in live if v not in keep and last_use.get(v, name) == name]
-        live.difference_update(done)
+        key = store.of[name]
+        if not holders.get(key):
+            alive += store.nbytes[key]
+        holders[key] = holders.get(key, 0) + 1
+        peak = max(peak, alive)
+        done = dies_after.get(name, [])
+        if name not in last_use and name not in keep:
+            done = done + [name]
+        for value in done:
+            key = store.of[value]
+            holders[key] -= 1
+            if not holders[key]:
+                alive -= store.nbytes[key]
     return peak
 
 
@@ -206,13 +220,14 @@ def backward_peak_bytes(analysis) -> int:
     the gradients of activations (a storage's gradient exists from its last consumer's backward
     to its producer's) and the parameter gradients made so far. An estimate: temporaries inside
     an operator's backward and gradient sums where a value has several consumers are left out."""
-    plan = saved_plan(analysis)
+    plan = analysis.saved_plan
     order = list(analysis.layers)
     position = {name: i for i, name in enumerate(order)}
     end = len(order)
     first_keeper = {key: position[name] for key, name in plan.first_keeper.items()}
     grad_from: dict[str, int] = {}   # storage -> last step (forward order) its gradient exists
     grad_until: dict[str, int] = {}  # storage -> first step, its producer's
+    outputs = set(analysis.network.outputs)
     for name in order:
         node = analysis.network.nodes[name]
         for i in node.inputs[:len(node.data_inputs)]:
@@ -223,15 +238,28 @@ def backward_peak_bytes(analysis) -> int:
         key = plan.store.of[name]
         if plan.requires_grad[name]:
             grad_until[key] = min(grad_until.get(key, end), position[name])
-            if name in analysis.network.outputs:
+            if name in outputs:
                 grad_from[key] = end
+    # what each step adds, as running sums in reverse order (linear in the layers)
+    kept_from = [0] * (end + 1)   # bytes whose first keeper is at this step
+    for key, first in first_keeper.items():
+        kept_from[first] += plan.store.nbytes[key]
+    grads_change = [0] * (end + 2)  # a gradient's bytes from its first step to its last
+    for key, last in grad_from.items():
+        start, stop = grad_until.get(key, end), min(last, end - 1)
+        if start <= stop:
+            grads_change[start] += plan.store.nbytes[key]
+            grads_change[stop + 1] -= plan.store.nbytes[key]
+    grads_at, running = [0] * end, 0
+    for step in range(end):
+        running += grads_change[step]
+        grads_at[step] = running
+    saved = sum(kept_from)
     param_grads = 0
     peak = 0
     for step in reversed(range(end)):
         info = analysis.layers[order[step]]
         param_grads += info.trainable_params * analysis.dtype_bytes
-        saved = sum(plan.store.nbytes[k] for k, first in first_keeper.items() if first <= step)
-        grads = sum(plan.store.nbytes[k] for k, last in grad_from.items()
-                    if grad_until.get(k, end) <= step <= last)
-        peak = max(peak, saved + grads + param_grads)
+        peak = max(peak, saved + grads_at[step] + param_grads)
+        saved -= kept_from[step]
     return peak

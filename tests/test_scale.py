@@ -71,6 +71,28 @@ def test_the_cost_per_layer_stays_flat_from_2000_to_20000_layers():
     assert ratio < 2, ratio
 
 
+def conv_chain(copies: int) -> str:
+    """`copies` x ten 1x1 convolutions: every output requires grad and is saved for backward."""
+    return (f"name: convs\ninput: [3, 4, 4]\nlayers:\n  - {{type: repeat, times: {copies}, "
+            "layers: [{type: repeat, times: 10, layers: [{type: conv, out_channels: 3, "
+            "kernel_size: 1}]}]}\n")
+
+
+def memory_cpu_per_layer(copies: int) -> float:
+    analysis = archspec.analyze(archspec.loads(conv_chain(copies)))
+    start = time.process_time()
+    analysis.training.backward_peak_bytes, analysis.inference_peak_bytes, analysis.saved_bytes
+    return (time.process_time() - start) / (copies * 10)
+
+
+def test_the_memory_passes_stay_linear_when_every_layer_saves_its_input():
+    """The backward peak summed every saved storage at every step: 10,000 convolutions took 22 s
+    (quadratic); running sums make it linear."""
+    memory_cpu_per_layer(20)  # warm up
+    ratio = memory_cpu_per_layer(500) / memory_cpu_per_layer(50)
+    assert ratio < 3, ratio
+
+
 def test_the_scale_benchmark_runs_in_quick_mode():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "bench_scale.py"),
                              "--quick"], capture_output=True, text=True, timeout=600,
