@@ -546,12 +546,18 @@ def diagram(spec, output, fmt, depth, fold, fuse, params, edge_shapes, rankdir, 
     that fits. The file is written only when drawing succeeded."""
     from .analysis import analyze
     from .backends.diagram import DiagramTooLong, render
+    from .backends.diagram.rendering import layer_cap, output_format, too_many_layers
     from .fileio import output_target
+    from .frontend.expand import TooManyLayers, layers_at_most
     with reported(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiagramTooLong)
         refuse_overwrite(spec, output)
         output_target(output)  # refuse a directory or a device before drawing
-        network = reader.read_concrete(spec)
+        try:  # a picture too large for dot is refused before the spec is fully expanded
+            with layers_at_most(layer_cap(depth, output_format(output, fmt))):
+                network = reader.read_concrete(spec)
+        except TooManyLayers as exc:
+            raise too_many_layers(exc.count) from None
         refuse_overwrite_imports(network, output)
         analysis = analyze(network)
         data = render(analysis, output, format=fmt, depth=depth, fold=fold, fuse=fuse,

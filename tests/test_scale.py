@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -113,3 +114,21 @@ def test_a_drawing_too_large_for_dot_is_refused_before_running_dot(tmp_path):
     assert not (tmp_path / "big.svg").exists()
     # the DOT source is still available: it needs no layout
     assert archspec.render(analysis, format="dot").startswith("digraph")
+
+
+def test_a_full_depth_diagram_of_99990_layers_is_refused_before_the_expansion_ends(tmp_path):
+    """It took 10 s of expansion and analysis to find the 99,991 boxes; the repeat's total is
+    known after its first copy."""
+    path = tmp_path / "big.yaml"
+    path.write_text(repeat_spec(9_999))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, "-m", "archspec", "diagram", str(path), "-o",
+                           str(tmp_path / "big.svg")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "at least 99,990 layers" in proc.stderr and "--depth" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "big.svg").exists()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    assert cpu < 5, cpu  # about a start-up (0.7 s), against 10 s before

@@ -9,6 +9,8 @@ import dataclasses
 import itertools
 import re
 from collections import ChainMap
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,29 @@ from .variables import (
 MAX_NODES = 100_000  # a spec expanding past this is refused (repeat bombs)
 MAX_NESTING = 100  # blocks inside blocks: every user block and composite expanded counts a level
 SUGGEST_AMONG = 100  # did-you-mean for a layer name looks at this many of the nearest names
+
+
+_LAYER_CAP: ContextVar[int | None] = ContextVar("archspec_layer_cap", default=None)
+
+
+class TooManyLayers(Exception):
+    """Expansion stopped under `layers_at_most(cap)`: the spec has more than `cap` layers, at
+    least `count` (a repeat's total is known after its first copy)."""
+
+    def __init__(self, cap: int, count: int):
+        super().__init__(f"more than {cap:,} layers (at least {count:,})")
+        self.cap, self.count = cap, count
+
+
+@contextmanager
+def layers_at_most(cap: int | None):
+    """Specs expanded inside stop with TooManyLayers past `cap` layers (None: no cap), so a
+    caller that cannot use more (a full-depth diagram) refuses at once, not after the work."""
+    token = _LAYER_CAP.set(cap)
+    try:
+        yield
+    finally:
+        _LAYER_CAP.reset(token)
 
 
 NAME = r"[A-Za-z0-9_]+"  # a layer's or block's local name
@@ -130,6 +155,7 @@ class Expander:
         self.shapes = Shapes(input_shape, self.nodes)  # for $in_channels and $in_shape
         self.plain: dict[int, tuple[dict, bool]] = {}  # id(item) -> (item, no '$' of its own)
         self.without_when: dict[int, tuple[dict, dict]] = {}  # id(item) -> (item, copy)
+        self.cap = _LAYER_CAP.get()  # layers_at_most
 
     # ---- diagnostics -------------------------------------------------------------------
     def error(self, path: Path, message: str, *, hint=None, layer=None, notes=(), at_key=False,
@@ -323,6 +349,8 @@ class Expander:
                            hint="reduce 'times' in repeat blocks", scope=scope)
             self.too_big = True
             return None
+        if self.cap is not None and len(self.nodes) >= self.cap:
+            raise TooManyLayers(self.cap, len(self.nodes) + 1)
         if scope.frozen and cfg.trainable:
             cfg = cfg.model_copy(update={"trainable": False})
         name = self.unique(scope.full(local))
@@ -447,6 +475,8 @@ class Expander:
         limit (rather than building 100,000 layers first)."""
         total = len(self.nodes) + per_copy * (copies - 1)
         if total <= MAX_NODES:
+            if self.cap is not None and total > self.cap:
+                raise TooManyLayers(self.cap, total)
             return True
         self.error(path + ("times",), f"this repeat expands to {total:,} layers ({copies:,} "
                    f"copies of {per_copy:,}), more than the limit of {MAX_NODES:,}", scope=scope,

@@ -20,6 +20,13 @@ INSTALL_HINT = ("install graphviz ('apt-get install graphviz' on Debian/Ubuntu, 
                 "the dot format (DOT source) needs no graphviz")
 
 MAX_DOT_BOXES = 2_000  # dot's layout grows superlinearly; beyond this it takes minutes or crashes
+# A full-depth drawing of more layers than this is refused while the spec is being expanded:
+# even with --fuse (a conv box taking in its norm and activations) and pass-through layers left
+# out, it would have more boxes than MAX_DOT_BOXES.
+MAX_FULL_DEPTH_LAYERS = 4 * MAX_DOT_BOXES
+TOO_MANY_BOXES_HINT = ("draw blocks as single boxes with --depth 0 or --depth 1 (repeated "
+                       "blocks fold into one 'x N' box), or write the DOT source with "
+                       "--format dot")
 
 # The drawing's length along its ranks, estimated before dot runs: inches per rank of boxes,
 # per framed cluster (its title and margins) and for the page title; graphviz draws 96 pixels
@@ -95,10 +102,19 @@ def check_drawable(model: DiagramModel) -> None:
     """Refuse, before running dot, a drawing too large for it to lay out."""
     if len(model.boxes) > MAX_DOT_BOXES:
         raise RenderError(f"the diagram would have {len(model.boxes):,} boxes, more than dot can "
-                          f"lay out (limit {MAX_DOT_BOXES:,})",
-                          "draw blocks as single boxes with --depth 0 or --depth 1 (repeated "
-                          "blocks fold into one 'x N' box), or write the DOT source with "
-                          "--format dot")
+                          f"lay out (limit {MAX_DOT_BOXES:,})", TOO_MANY_BOXES_HINT)
+
+
+def layer_cap(depth: int | None, fmt: str) -> int | None:
+    """The most layers a spec may expand to before drawing it is refused (None: no cap): a
+    full-depth picture draws every layer; a depth folds blocks, DOT source needs no layout."""
+    return MAX_FULL_DEPTH_LAYERS if depth is None and fmt != "dot" else None
+
+
+def too_many_layers(count: int) -> RenderError:
+    return RenderError(f"the spec has at least {count:,} layers: drawn at full depth, more boxes "
+                       f"than dot can lay out (limit {MAX_DOT_BOXES:,} boxes)",
+                       TOO_MANY_BOXES_HINT)
 
 
 def ranks(model: DiagramModel) -> int:
