@@ -147,8 +147,22 @@ layers:
   - {type: dense, out_features: 6}
   - {type: layer_scale, dim: -1, init: 0.5}
 """
+# the shape kinds: channels moved last and back (ConvNeXt), patches to tokens (ViT), parts
+SHAPE_KINDS = """
+name: shape kinds
+input: [4, 6, 6]
+layers:
+  - {type: permute, dims: [0, 2, 3, 1]}
+  - {type: dense, out_features: 8}
+  - {type: permute, name: back, dims: [0, 3, 1, 2]}
+  - {type: flatten, start_dim: 2}
+  - {type: transpose, dims: [1, 2]}
+  - {type: slice, dim: 1, start: 1, stop: -1, step: 2}
+  - {type: index, dim: 1, index: 0}
+"""
 INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS,
-                "recurrent kinds": RECURRENT_KINDS, "text kinds": TEXT_KINDS}
+                "recurrent kinds": RECURRENT_KINDS, "text kinds": TEXT_KINDS,
+                "shape kinds": SHAPE_KINDS}
 
 
 def all_kinds(name: str = "all kinds"):

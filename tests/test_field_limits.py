@@ -23,6 +23,7 @@ INPUT_SHAPES = ([2, 8, 8], [4], [2, 8], [2, 4, 4, 4], {"shape": [4, 8], "layout"
                 {"shape": [8], "layout": "ids"})
 COMMON = {"name", "from_", "trainable", "type"}
 NOT_REQUIRED_YET_NEEDED = {"upsample": {"scale_factor": 2}}  # one of scale_factor and size
+REQUIRED_LISTS = {"permute": {"dims": [0, 2, 1]}, "transpose": {"dims": [1, 2]}}
 
 
 def scalar_types(annotation) -> set[type]:
@@ -74,7 +75,7 @@ def baseline_layer(kind_name: str) -> dict:
     for name, info in kind.Config.model_fields.items():
         if info.is_required() and name not in COMMON:
             layer[info.alias or name] = required_value(info)
-    layer.update(NOT_REQUIRED_YET_NEEDED.get(kind_name, {}))
+    layer.update(NOT_REQUIRED_YET_NEEDED.get(kind_name, {}), **REQUIRED_LISTS.get(kind_name, {}))
     if getattr(kind, "min_inputs", 1) > 1:
         layer["from"] = ["input"] * kind.min_inputs
     return layer

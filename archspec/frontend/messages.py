@@ -29,6 +29,7 @@ SYNONYMS = {
     "attention": "multi_head_attention", "selfattention": "multi_head_attention",
     "mha": "multi_head_attention", "crossattention": "multi_head_attention",
     "droppath": "stochastic_depth",
+    "narrow": "slice", "select": "index", "movedim": "permute",
 }
 
 
@@ -40,7 +41,7 @@ FOREIGN_LAYERS = {
     "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding",
     "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
     "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
-    "tanhshrink", "threshold", "bilinear", "reshape", "view", "permute", "transpose", "squeeze",
+    "tanhshrink", "threshold", "bilinear", "reshape", "view", "squeeze",
     "unsqueeze", "unflatten", "pad", "zeropad", "zeropadding", "constantpad", "reflectionpad",
     "replicationpad", "fold", "unfold", "lambda", "alphadropout", "gaussiannoise", "cropping",
 }

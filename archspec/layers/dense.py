@@ -1,4 +1,4 @@
-"""Fully connected layers and flatten."""
+"""Fully connected layers (flatten is a shape kind: layers/reshape.py)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -61,28 +61,3 @@ class Dense(LayerKind):
         """addmm/mm keep the input only for the weight's gradient (the weight, a parameter, is
         what the input's gradient needs)."""
         return [SAVES_INPUT] if grad.params else []
-
-
-class FlattenConfig(LayerConfig):
-    type: Literal["flatten"]
-
-
-@register
-class Flatten(LayerKind):
-    """Flattens every non-batch dim: [C, H, W] -> [C*H*W]."""
-    name = "flatten"
-    family = "reshape"
-    Config = FlattenConfig
-    layouts = None
-
-    def output_shape(self, cfg, inputs):
-        return (shapes.product(inputs[0]),)
-
-    def saved(self, cfg, inputs, output, grad):
-        return []
-
-    def aliases_input(self, cfg, inputs, training):
-        return True  # a view of its (contiguous) input
-
-    def rf_steps(self, cfg, inputs):
-        return None

@@ -403,6 +403,23 @@ def _recurrent_call(writer: _Writer, node: Node, module: nn.Module, args: list[s
     return "torch.cat(tuple(", [f"{h_n}[-2:]"], "), dim=1)"
 
 
+def _reorder_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    moved = [i for i, d in enumerate(module.dims) if i != d]
+    if len(moved) == 2:
+        call = f"{args[0]}.transpose({moved[0]}, {moved[1]})"
+    else:
+        call = f"{args[0]}.permute({', '.join(map(str, module.dims))})"
+    return "", [call + (".contiguous()" if module.copy else "")], ""
+
+
+def _take_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    if module.stop is None:
+        part = str(module.start)
+    else:
+        part = f"{module.start}:{module.stop}" + (f":{module.step}" if module.step != 1 else "")
+    return "", [f"{args[0]}[{':, ' * module.dim}{part}].contiguous()"], ""
+
+
 # layer kind -> how its statement in forward is written; the kinds in INLINE are expressions
 # (no module in __init__), every other kind calls its module
 CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
@@ -411,6 +428,8 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "multi_head_attention": _attention_call, "transformer_encoder_layer": _encoder_layer_call,
     "lstm": _recurrent_call, "gru": _recurrent_call, "stochastic_depth": _stochastic_depth_call,
     "layer_norm": _layer_norm_call, "parameter": _direct_call, "layer_scale": _direct_call,
+    "permute": _reorder_call, "transpose": _reorder_call, "slice": _take_call,
+    "index": _take_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",
@@ -418,7 +437,8 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
         "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax", "log_softmax",
         "identity", "embedding")},
 }
-INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool", "stochastic_depth"}
+INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool", "stochastic_depth",
+          "permute", "transpose", "slice", "index"}
 
 
 def _keeps_module(node: Node, module: nn.Module) -> bool:

@@ -76,7 +76,25 @@ def dense(kind, cfg, inputs, output):
 
 @lowers("flatten")
 def flatten(kind, cfg, inputs, output):
-    return nn.Flatten()
+    return nn.Flatten(cfg.start_dim, cfg.end_dim)
+
+
+@lowers("permute", "transpose")
+def reorder(kind, cfg, inputs, output):
+    order = kind.order(cfg, inputs[0])
+    return tm.Reorder((0, *(a + 1 for a in order)), copy=not kind.aliases_input(cfg, inputs, True))
+
+
+@lowers("slice")
+def take_slice(kind, cfg, inputs, output):
+    axis, start, stop = kind.window(cfg, inputs[0])
+    return tm.Take(axis + 1, start, stop, cfg.step)
+
+
+@lowers("index")
+def index(kind, cfg, inputs, output):
+    axis = kind.taken(cfg, inputs[0])
+    return tm.Take(axis + 1, cfg.index % inputs[0][axis])
 
 
 @lowers("max_pool", "avg_pool")

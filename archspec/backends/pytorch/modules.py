@@ -277,3 +277,66 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self):
         return f"p={self.p}, mode={self.mode}"
+
+
+class Reorder(nn.Module):
+    """x.permute(dims) (a transpose is one); `copy`: into a new contiguous tensor, as the
+    analysis counts it when axes larger than 1 change order."""
+
+    def __init__(self, dims: tuple[int, ...], copy: bool):
+        super().__init__()
+        self.dims, self.copy = dims, copy
+
+    def forward(self, x):
+        x = x.permute(self.dims)
+        return x.clone(memory_format=torch.contiguous_format) if self.copy else x
+
+    def extra_repr(self):
+        return f"dims={self.dims}" + (", copy=True" if self.copy else "")
+
+
+class Reshape(nn.Module):
+    """x.reshape to a per-sample shape (-1 resolved), the batch kept."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self):
+        return f"shape={self.shape}"
+
+
+class Squeeze(nn.Module):
+    """x.squeeze(dim) (unsqueeze: x.unsqueeze(dim)); dim counts the batch."""
+
+    def __init__(self, dim: int, unsqueeze: bool = False):
+        super().__init__()
+        self.dim, self.unsqueeze = dim, unsqueeze
+
+    def forward(self, x):
+        return x.unsqueeze(self.dim) if self.unsqueeze else x.squeeze(self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Take(nn.Module):
+    """x[:, ..., start:stop:step] along dim (index: x.select(dim, index)), copied into a new
+    contiguous tensor whatever the batch size, as the analysis counts it."""
+
+    def __init__(self, dim: int, start: int, stop: int | None = None, step: int = 1):
+        super().__init__()
+        self.dim, self.start, self.stop, self.step = dim, start, stop, step
+
+    def forward(self, x):
+        if self.stop is None:
+            part = x.select(self.dim, self.start)
+        else:
+            part = x[(slice(None),) * self.dim + (slice(self.start, self.stop, self.step),)]
+        return part.clone(memory_format=torch.contiguous_format)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, start={self.start}, stop={self.stop}, step={self.step}"
