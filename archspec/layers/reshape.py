@@ -275,6 +275,9 @@ class Slice(ShapeKind):
     def output_layout(self, cfg, inputs, layouts, output):
         return "vector" if len(output) == 1 and layouts[0] != "ids" else layouts[0]
 
+    def size_period(self, cfg, inputs):
+        return cfg.step  # ceil((stop - start) / step) grows by one every step positions
+
     def label(self, cfg, inputs):
         _, start, stop = self.window(cfg, inputs[0])
         step = f":{cfg.step}" if cfg.step != 1 else ""
