@@ -159,6 +159,11 @@ layers:
   - {type: transpose, dims: [1, 2]}
   - {type: slice, dim: 1, start: 1, stop: -1, step: 2}
   - {type: index, dim: 1, index: 0}
+  - {type: reshape, shape: [2, -1]}
+  - {type: unsqueeze, dim: 2}
+  - {type: squeeze, dim: 2}
+  - {type: reshape, shape: [2, 4, 1], layout: channels_first}
+  - squeeze
 """
 INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS,
                 "recurrent kinds": RECURRENT_KINDS, "text kinds": TEXT_KINDS,

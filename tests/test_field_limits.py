@@ -23,7 +23,8 @@ INPUT_SHAPES = ([2, 8, 8], [4], [2, 8], [2, 4, 4, 4], {"shape": [4, 8], "layout"
                 {"shape": [8], "layout": "ids"})
 COMMON = {"name", "from_", "trainable", "type"}
 NOT_REQUIRED_YET_NEEDED = {"upsample": {"scale_factor": 2}}  # one of scale_factor and size
-REQUIRED_LISTS = {"permute": {"dims": [0, 2, 1]}, "transpose": {"dims": [1, 2]}}
+REQUIRED_LISTS = {"permute": {"dims": [0, 2, 1]}, "transpose": {"dims": [1, 2]},
+                  "reshape": {"shape": [-1]}}
 
 
 def scalar_types(annotation) -> set[type]:

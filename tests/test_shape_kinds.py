@@ -215,6 +215,102 @@ def test_slice_and_index_out_of_range_are_located(layer, field, message):
     assert (d.line, d.column) == (4, value_column([4, 3, 5], layer, field))
 
 
+# ---- reshape, squeeze and unsqueeze --------------------------------------------------------
+
+@pytest.mark.parametrize("fields, input_, layout", [
+    ({"shape": [4, 15]}, [4, 3, 5], "channels_first"),
+    ({"shape": [4, -1]}, [4, 3, 5], "channels_first"),
+    ({"shape": [2, 2, -1]}, [4, 3, 5], "channels_first"),
+    ({"shape": [-1]}, [4, 3, 5], "vector"),
+    ({"shape": [3, 4]}, [12], "channels_first"),                       # a vector to a map
+    ({"shape": [3, 4], "layout": "tokens"}, [12], "channels_last"),
+    ({"shape": [6, 2, 4]}, tokens(6, 8), "channels_last"),
+    ({"shape": [4, 3, 5], "layout": "channels_last"}, [4, 15], "channels_last"),
+])
+def test_reshape_is_torch_reshape(fields, input_, layout):
+    shape = input_["shape"] if isinstance(input_, dict) else input_
+    runs_as(input_, {"type": "reshape", **fields}, lambda x: x.reshape(3, *fields["shape"]),
+            shape, layout)
+
+
+def test_a_reshape_of_the_wrong_size_names_both_shapes():
+    layer = {"type": "reshape", "shape": [4, 16]}
+    d = the_error([4, 3, 5], layer)
+    assert d.message == "reshape to 4x16 needs 64 values per sample but the input 4x3x5 has 60"
+    assert "multiply to 60" in d.hint
+    assert (d.line, d.column) == (4, value_column([4, 3, 5], layer, "shape"))
+    d = the_error([4, 3, 5], {"type": "reshape", "shape": [7, -1]})
+    assert "needs a multiple of 7 values per sample but the input 4x3x5 has 60" in d.message
+
+
+@pytest.mark.parametrize("input_, layer, field, message", [
+    ([4, 3, 5], {"type": "reshape", "shape": [-1, -1]}, "shape", "a single -1"),
+    ([4, 3, 5], {"type": "reshape", "shape": [0, 60]}, "shape", "sizes of 1 or more"),
+    ([4, 3, 5], {"type": "reshape", "shape": [60], "layout": "tokens"}, "layout",
+     "does not fit the result, a vector of 60"),
+    ({"shape": [4, 3], "layout": "ids"}, {"type": "reshape", "shape": [12], "layout": "tokens"},
+     "layout", "token ids"),
+    ([4, 3, 5], {"type": "squeeze", "dim": 2}, "dim", "of size 3: only a dim of size 1 can go"),
+    ([1], {"type": "squeeze"}, "dim", "would leave no dims"),
+    ([4, 3, 5], {"type": "unsqueeze", "dim": 1}, "dim", "features of a channels-first input on dim 2"),
+    ([4, 3, 5], {"type": "unsqueeze", "dim": 0}, "dim", "the batch dim"),
+    ([4, 3, 5], {"type": "unsqueeze", "dim": 5}, "dim", "dim 5 is out of range"),
+])
+def test_reshape_squeeze_and_unsqueeze_errors_are_located(input_, layer, field, message):
+    d = the_error(input_, layer)
+    assert message in d.message and d.hint
+    if field in layer:
+        assert (d.line, d.column) == (4, value_column(input_, layer, field))
+    else:
+        assert d.line == 4
+
+
+@pytest.mark.parametrize("fields, input_, layout", [
+    ({"dim": 2}, [4, 1, 5], "channels_first"),
+    ({"dim": -1}, [4, 5, 1], "channels_first"),
+    ({}, [4, 1, 1], "vector"),
+    ({"dim": 1}, tokens(1, 8), "vector"),
+    ({}, [4, 3, 5], "channels_first"),                  # nothing of size 1: the input itself
+    ({"dim": 1}, [1, 5, 5], "channels_first"),          # the one channel taken away
+])
+def test_squeeze_is_torch_squeeze_of_sample_dims(fields, input_, layout):
+    shape = input_["shape"] if isinstance(input_, dict) else input_
+    if "dim" in fields:
+        def op(x):
+            return x.squeeze(fields["dim"])
+    else:
+        def op(x):
+            return x.squeeze(tuple(d for d in range(1, x.dim()) if x.shape[d] == 1))
+    runs_as(input_, {"type": "squeeze", **fields}, op, shape, layout)
+
+
+def test_squeeze_keeps_a_batch_of_one():
+    analysis = analyze([1, 1, 6], "squeeze")
+    assert analysis.layers["squeeze1"].output_shape == (6,)
+    assert archspec.compile(analysis.network)(torch.randn(1, 1, 1, 6)).shape == (1, 6)
+
+
+@pytest.mark.parametrize("dim, input_, layout", [
+    (1, [8], "channels_last"),                          # [1, 8]: one token of 8 features
+    (2, [8], "channels_first"),                         # [8, 1]: 8 channels at one position
+    (-1, [8], "channels_first"),
+    (2, [4, 3, 5], "channels_first"),
+    (-1, [4, 3, 5], "channels_first"),
+    (1, tokens(6, 8), "channels_last"),
+])
+def test_unsqueeze_is_torch_unsqueeze(dim, input_, layout):
+    shape = input_["shape"] if isinstance(input_, dict) else input_
+    runs_as(input_, {"type": "unsqueeze", "dim": dim}, lambda x: x.unsqueeze(dim), shape, layout)
+
+
+def test_views_share_their_input_and_save_nothing():
+    analysis = analyze([4, 3, 5], {"type": "reshape", "shape": [12, 5]},
+                       {"type": "unsqueeze", "dim": 2}, {"type": "squeeze", "dim": 2},
+                       {"type": "flatten"})
+    assert [i.output_bytes for i in analysis.layers.values()] == [0, 0, 0, 0]
+    assert sum(analysis.saved_bytes.values()) == 0
+
+
 # ---- ConvNeXt's and ViT's patterns ---------------------------------------------------------
 
 class Permute(nn.Module):

@@ -29,7 +29,7 @@ SYNONYMS = {
     "attention": "multi_head_attention", "selfattention": "multi_head_attention",
     "mha": "multi_head_attention", "crossattention": "multi_head_attention",
     "droppath": "stochastic_depth",
-    "narrow": "slice", "select": "index", "movedim": "permute",
+    "narrow": "slice", "select": "index", "movedim": "permute", "view": "reshape",
 }
 
 
@@ -41,8 +41,8 @@ FOREIGN_LAYERS = {
     "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding",
     "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
     "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
-    "tanhshrink", "threshold", "bilinear", "reshape", "view", "squeeze",
-    "unsqueeze", "unflatten", "pad", "zeropad", "zeropadding", "constantpad", "reflectionpad",
+    "tanhshrink", "threshold", "bilinear", "unflatten",
+    "pad", "zeropad", "zeropadding", "constantpad", "reflectionpad",
     "replicationpad", "fold", "unfold", "lambda", "alphadropout", "gaussiannoise", "cropping",
 }
 

@@ -321,3 +321,150 @@ class Index(ShapeKind):
 
     def label(self, cfg, inputs):
         return f"index dim {cfg.dim} [{cfg.index}]"
+
+
+# ---- reshape, squeeze and unsqueeze ------------------------------------------------------
+
+LAYOUT_FIELD = Field(None, description=(
+    "The result's layout: channels_first, channels_last (or tokens); default: the input's (a "
+    "vector reshaped to a map: channels_first)."))
+
+
+class ReshapeConfig(LayerConfig):
+    type: Literal["reshape"]
+    shape: list[int] = Field(min_length=1, max_length=6, description=(
+        "The shape of each sample, without the batch (x.reshape(N, *shape)); one entry may be "
+        "-1, inferred."))
+    layout: Literal["channels_first", "channels_last", "tokens"] | None = LAYOUT_FIELD
+
+
+@register
+class Reshape(ShapeKind):
+    """x.reshape(N, *shape): a view of its contiguous input."""
+    name = "reshape"
+    Config = ReshapeConfig
+
+    def output_shape(self, cfg, inputs):
+        shape, size = inputs[0], shapes.product(inputs[0])
+        if any(n == 0 or n < -1 for n in cfg.shape) or cfg.shape.count(-1) > 1:
+            raise ShapeProblem(f"shape {cfg.shape} may hold sizes of 1 or more and a single -1",
+                               field="shape", hint="give each dim's size; -1 once for the one "
+                                                   "to infer")
+        known = shapes.product(n for n in cfg.shape if n != -1)
+        target = tuple(size // known if n == -1 else n for n in cfg.shape)
+        if shapes.product(target) != size:
+            wanted = "a multiple of " + str(known) if -1 in cfg.shape else str(known)
+            raise ShapeProblem(f"reshape to {fmt_shape(tuple(cfg.shape))} needs {wanted} values "
+                               f"per sample but the input {fmt_shape(shape)} has {size}",
+                               field="shape", hint=f"give a shape whose sizes multiply to {size} "
+                                                   f"(e.g. [{', '.join(map(str, shape))}]), or "
+                                                   "-1 for one of them")
+        return target
+
+    def output_layout(self, cfg, inputs, layouts, output):
+        given = {"tokens": "channels_last"}.get(cfg.layout, cfg.layout)
+        if given and (layouts[0] == "ids" or len(output) == 1):
+            what = "token ids" if layouts[0] == "ids" else "a vector"
+            raise ShapeProblem(f"layout: {cfg.layout} does not fit the result, {what} of "
+                               f"{fmt_shape(output)}", field="layout", hint="remove layout")
+        if layouts[0] == "ids" or len(output) == 1:
+            return placed_layout(layouts[0], 0, len(output), "shape", "reshape")
+        return given or ("channels_first" if layouts[0] == "vector" else layouts[0])
+
+    def rf_steps(self, cfg, inputs):
+        same = self.output_shape(cfg, inputs) == tuple(inputs[0]) and len(inputs[0]) > 1
+        return [RFStep(1, 1, 0)] * (len(inputs[0]) - 1) if same else None
+
+    def aliases_input(self, cfg, inputs, training):
+        return True
+
+    def label(self, cfg, inputs):
+        return f"reshape {fmt_shape(self.output_shape(cfg, inputs))}"
+
+
+class SqueezeConfig(LayerConfig):
+    type: Literal["squeeze"]
+    dim: int | None = Field(None, description=(
+        "The size-1 dim removed; default: every size-1 dim of a sample. " + DIM_DOC))
+
+
+@register
+class Squeeze(ShapeKind):
+    """x.squeeze(dim): a view of its input without a size-1 dim."""
+    name = "squeeze"
+    Config = SqueezeConfig
+
+    def removed(self, cfg, shape) -> tuple[int, ...]:
+        if cfg.dim is None:
+            gone = tuple(axis for axis, n in enumerate(shape) if n == 1)
+        else:
+            axis = axis_of(cfg.dim, shape, "dim", "squeeze")
+            if shape[axis] != 1:
+                raise ShapeProblem(f"squeeze of dim {cfg.dim} of {fmt_shape(shape)}, of size "
+                                   f"{shape[axis]}: only a dim of size 1 can go",
+                                   field="dim", hint="name a dim of size 1, or reshape (a "
+                                                     "flatten merges dims)")
+            gone = (axis,)
+        if len(gone) == len(shape):
+            raise ShapeProblem(f"squeeze would leave no dims of a {fmt_shape(shape)} sample but "
+                               "the batch", field="dim",
+                               hint="keep one dim: name the dim to remove")
+        return gone
+
+    def output_shape(self, cfg, inputs):
+        gone = self.removed(cfg, inputs[0])
+        return tuple(n for axis, n in enumerate(inputs[0]) if axis not in gone)
+
+    def output_layout(self, cfg, inputs, layouts, output):
+        gone = self.removed(cfg, inputs[0])
+        axis = feature_axis(layouts[0], len(inputs[0]))
+        if axis is not None:
+            axis = None if axis in gone else axis - sum(a < axis for a in gone)
+        return placed_layout(layouts[0], axis, len(output), "dim", "squeeze")
+
+    def rf_steps(self, cfg, inputs):
+        kept = not self.removed(cfg, inputs[0]) and len(inputs[0]) > 1
+        return [RFStep(1, 1, 0)] * (len(inputs[0]) - 1) if kept else None
+
+    def aliases_input(self, cfg, inputs, training):
+        return True
+
+    def label(self, cfg, inputs):
+        return "squeeze" if cfg.dim is None else f"squeeze dim {cfg.dim}"
+
+
+class UnsqueezeConfig(LayerConfig):
+    type: Literal["unsqueeze"]
+    dim: int = Field(description="Where the new size-1 dim goes, in the result's dims "
+                                 "(x.unsqueeze(dim)). " + DIM_DOC)
+
+
+@register
+class Unsqueeze(ShapeKind):
+    """x.unsqueeze(dim): a view of its input with a new size-1 dim."""
+    name = "unsqueeze"
+    Config = UnsqueezeConfig
+
+    def inserted(self, cfg, shape) -> int:
+        return axis_of(cfg.dim, shape, "dim", "unsqueeze at", extra=1)
+
+    def output_shape(self, cfg, inputs):
+        axis = self.inserted(cfg, inputs[0])
+        return inputs[0][:axis] + (1,) + inputs[0][axis:]
+
+    def output_layout(self, cfg, inputs, layouts, output):
+        axis, features = self.inserted(cfg, inputs[0]), feature_axis(layouts[0], len(inputs[0]))
+        if features is not None:
+            features += axis <= features
+        try:
+            return placed_layout(layouts[0], features, len(output), "dim", "unsqueeze")
+        except ShapeProblem as problem:
+            problem.hint = (f"{problem.hint}; to make the channels a positional axis of a map "
+                            f"with one channel, reshape with layout: channels_first")
+            raise
+
+    def aliases_input(self, cfg, inputs, training):
+        return True
+
+    def label(self, cfg, inputs):
+        return f"unsqueeze dim {cfg.dim}"

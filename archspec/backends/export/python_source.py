@@ -420,6 +420,12 @@ def _take_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) 
     return "", [f"{args[0]}[{':, ' * module.dim}{part}].contiguous()"], ""
 
 
+def _reshape_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
+    if isinstance(module, tm.Reshape):
+        return f"{args[0]}.reshape(", [f"{args[0]}.shape[0]", *map(str, module.shape)], ")"
+    return "", [f"{args[0]}.{'unsqueeze' if module.unsqueeze else 'squeeze'}({module.dim})"], ""
+
+
 # layer kind -> how its statement in forward is written; the kinds in INLINE are expressions
 # (no module in __init__), every other kind calls its module
 CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
@@ -429,7 +435,8 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
     "lstm": _recurrent_call, "gru": _recurrent_call, "stochastic_depth": _stochastic_depth_call,
     "layer_norm": _layer_norm_call, "parameter": _direct_call, "layer_scale": _direct_call,
     "permute": _reorder_call, "transpose": _reorder_call, "slice": _take_call,
-    "index": _take_call,
+    "index": _take_call, "reshape": _reshape_call, "squeeze": _reshape_call,
+    "unsqueeze": _reshape_call,
     **{kind: _Writer.module_call for kind in (
         "conv", "depthwise_conv", "conv_transpose", "dense", "flatten", "max_pool", "avg_pool",
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",
@@ -438,7 +445,7 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
         "identity", "embedding")},
 }
 INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool", "stochastic_depth",
-          "permute", "transpose", "slice", "index"}
+          "permute", "transpose", "slice", "index", "reshape", "squeeze", "unsqueeze"}
 
 
 def _keeps_module(node: Node, module: nn.Module) -> bool:

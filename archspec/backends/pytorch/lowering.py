@@ -85,6 +85,22 @@ def reorder(kind, cfg, inputs, output):
     return tm.Reorder((0, *(a + 1 for a in order)), copy=not kind.aliases_input(cfg, inputs, True))
 
 
+@lowers("reshape")
+def reshape(kind, cfg, inputs, output):
+    return tm.Reshape(tuple(output))
+
+
+@lowers("squeeze")
+def squeeze(kind, cfg, inputs, output):
+    gone = tuple(axis + 1 for axis in kind.removed(cfg, inputs[0]))
+    return tm.Squeeze(gone[0] if len(gone) == 1 else gone)
+
+
+@lowers("unsqueeze")
+def unsqueeze(kind, cfg, inputs, output):
+    return tm.Squeeze(kind.inserted(cfg, inputs[0]) + 1, unsqueeze=True)
+
+
 @lowers("slice")
 def take_slice(kind, cfg, inputs, output):
     axis, start, stop = kind.window(cfg, inputs[0])

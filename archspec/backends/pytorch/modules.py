@@ -310,9 +310,10 @@ class Reshape(nn.Module):
 
 
 class Squeeze(nn.Module):
-    """x.squeeze(dim) (unsqueeze: x.unsqueeze(dim)); dim counts the batch."""
+    """x.squeeze(dims) (unsqueeze: x.unsqueeze(dim)); dims count the batch, which a squeeze
+    never names (a batch of one stays a batch)."""
 
-    def __init__(self, dim: int, unsqueeze: bool = False):
+    def __init__(self, dim: int | tuple[int, ...], unsqueeze: bool = False):
         super().__init__()
         self.dim, self.unsqueeze = dim, unsqueeze
 
