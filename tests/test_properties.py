@@ -732,3 +732,153 @@ def test_random_token_chains_match_pytorch(case, dtype, batch):
     assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
     assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
     event(spec["input"]["layout"])
+
+
+# ---- shape kinds: axes moved, merged, split, cut, with the layout followed ----------------------
+
+def layout_at(rank: int, features: int | None, before: str) -> str | None:
+    """The layout of a result whose feature axis is `features` (None: taken away, the layout
+    stays); None when the features sit between other axes (the analysis refuses it)."""
+    if rank == 1:
+        return "vector"
+    if features is None:
+        return "channels_first" if before == "vector" else before
+    return "channels_first" if features == 0 else "channels_last" if features == rank - 1 \
+        else None
+
+
+@st.composite
+def shape_kind_specs(draw):
+    """A map [C, ...] or a token sequence, then a random chain of shape kinds (permute,
+    transpose, flatten, reshape, squeeze, unsqueeze, slice, index) between layers that read the
+    layout (a 1x1 conv on channels-first maps, dense and layer_norm on channels-last tensors
+    and vectors, relu anywhere): (spec, expected shape, expected layout per layer)."""
+    rank = draw(st.integers(1, 3))
+    shape = [draw(st.integers(1, 4)) for _ in range(rank)]
+    layout = draw(st.sampled_from(["channels_first", "channels_last"])) if rank > 1 else "vector"
+    spec = {"name": "shapes", "input": {"shape": list(shape), "layout": layout}, "layers": []}
+    layouts = []
+
+    def feature() -> int:
+        return len(shape) - 1 if layout == "channels_last" else 0
+
+    for _ in range(draw(st.integers(1, 7))):
+        rank, choice = len(shape), draw(st.sampled_from(
+            ["permute", "transpose", "flatten", "reshape", "squeeze", "unsqueeze", "slice",
+             "index", "compute", "relu"]))
+        layer, new_shape, new_layout = None, shape, layout
+        if choice in ("permute", "transpose") and rank > 1:
+            if choice == "permute":
+                order = list(draw(st.permutations(range(rank))))
+                layer = {"type": "permute", "dims": [0] + [a + 1 for a in order]}
+            else:
+                a, b = draw(st.lists(st.integers(0, rank - 1), min_size=2, max_size=2,
+                                     unique=True))
+                order = list(range(rank))
+                order[a], order[b] = b, a
+                layer = {"type": "transpose", "dims": [a + 1, b - rank]}
+            new_shape = [shape[a] for a in order]
+            new_layout = layout_at(rank, order.index(feature()), layout)
+        elif choice == "flatten":
+            start = draw(st.integers(0, rank - 1))
+            end = draw(st.integers(start, rank - 1))
+            layer = {"type": "flatten", "start_dim": start + 1, "end_dim": end - rank}
+            new_shape = shape[:start] + [math.prod(shape[start:end + 1])] + shape[end + 1:]
+            f = feature()
+            f = start if start <= f <= end else f - (end - start) * (f > end)
+            new_layout = layout_at(len(new_shape), f, layout)
+        elif choice == "reshape":
+            size = math.prod(shape)
+            first = draw(st.sampled_from(divisors(size)))
+            new_shape = draw(st.sampled_from([[size], [first, size // first]]))
+            written = [-1 if i == 0 and draw(st.booleans()) else n
+                       for i, n in enumerate(new_shape)]
+            layer = {"type": "reshape", "shape": written}
+            if len(new_shape) == 1:
+                new_layout = "vector"
+            else:
+                given = draw(st.sampled_from([None, "channels_first", "tokens"]))
+                if given:
+                    layer["layout"] = given
+                new_layout = {"tokens": "channels_last"}.get(given, given) or (
+                    "channels_first" if layout == "vector" else layout)
+        elif choice == "squeeze" and rank > 1 and 1 in shape:
+            ones = [a for a, n in enumerate(shape) if n == 1]
+            gone = ones if len(ones) < rank and draw(st.booleans()) else [draw(st.sampled_from(ones))]
+            if len(gone) == rank:
+                continue
+            layer = {"type": "squeeze"} if gone == ones and len(ones) > 1 else \
+                {"type": "squeeze", "dim": gone[0] + 1}
+            gone = ones if "dim" not in layer else gone
+            new_shape = [n for a, n in enumerate(shape) if a not in gone]
+            f = feature()
+            new_layout = layout_at(len(new_shape), None if f in gone else
+                                   f - sum(a < f for a in gone), layout)
+        elif choice == "unsqueeze" and rank < 4:
+            at = draw(st.integers(0, rank))
+            layer = {"type": "unsqueeze", "dim": at + 1}
+            new_shape = shape[:at] + [1] + shape[at:]
+            f = feature()
+            new_layout = layout_at(rank + 1, f + (at <= f), layout)
+        elif choice == "slice":
+            axis = draw(st.integers(0, rank - 1))
+            start = draw(st.integers(0, shape[axis] - 1))
+            stop = draw(st.integers(start + 1, shape[axis]))
+            step = draw(st.integers(1, 3))
+            layer = {"type": "slice", "dim": axis + 1, "start": start - shape[axis],
+                     "stop": stop, "step": step}
+            new_shape = shape[:axis] + [len(range(start, stop, step))] + shape[axis + 1:]
+        elif choice == "index" and rank > 1:
+            axis = draw(st.integers(0, rank - 1))
+            layer = {"type": "index", "dim": axis + 1,
+                     "index": draw(st.integers(-shape[axis], shape[axis] - 1))}
+            new_shape = shape[:axis] + shape[axis + 1:]
+            f = feature()
+            new_layout = layout_at(rank - 1, None if f == axis else f - (f > axis), layout)
+        elif choice == "compute":
+            width = draw(st.integers(1, 4))
+            if layout == "channels_first":
+                layer = {"type": "conv", "out_channels": width, "kernel_size": 1}
+                new_shape = [width] + shape[1:]
+            elif draw(st.booleans()):
+                layer = {"type": "dense", "out_features": width}
+                new_shape = shape[:-1] + [width]
+            else:
+                layer = {"type": "layer_norm"}
+        elif choice == "relu":
+            layer = "relu"
+        if layer is None or new_layout is None:
+            continue  # not possible here, or the features would sit between other axes
+        spec["layers"].append(layer)
+        shape, layout = new_shape, new_layout
+        layouts.append(layout)
+    if not spec["layers"]:
+        spec["layers"].append("relu")
+        layouts.append(layout)
+    return spec, tuple(shape), layouts
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(shape_kind_specs(), st.sampled_from(list(MEMORY_DTYPES)), st.integers(1, 3))
+def test_random_shape_kind_chains_match_pytorch(case, dtype, batch):
+    """Shapes and layouts as tracked here; shapes, counts, MACs (FlopCounterMode), saved and
+    peak memory of the compiled model equal the analysis."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archspec.backends.memory_probe import measure_inference_peak, measure_saved_bytes
+    from archspec.backends.pytorch.compiler import example_input
+    from archspec.memory import inference_peak_bytes, saved_bytes
+    spec, expected, layouts = case
+    text = yaml.safe_dump(spec, sort_keys=False)
+    analysis = archspec.analyze(archspec.loads(text), batch_size=batch,
+                                dtype_bytes=MEMORY_DTYPES[dtype])
+    assert analysis.output_shape == expected, text
+    assert [i.layout for i in analysis.layers.values()] == layouts, text
+    assert mismatches(analysis, device="cpu") == [], text
+    model = archspec.compile(analysis.network)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(example_input(analysis, batch))
+    assert counter.get_total_flops() == 2 * analysis.macs * batch, text
+    assert saved_bytes(analysis) == measure_saved_bytes(analysis, dtype), text
+    assert inference_peak_bytes(analysis) == measure_inference_peak(analysis, dtype), text
+    event(layouts[-1])
