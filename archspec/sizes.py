@@ -300,12 +300,28 @@ def scan_open_sizes(network: Network, base: Shape | None = None) -> dict[str, Sc
 @dataclass(frozen=True)
 class Formula:
     """A length on the valid sizes of one open size: text such as 'ceil(H / 32)', 'H - 4' or
-    'H / 2', or None with a table of (size, length) breakpoints where no such form fits."""
+    'H / 2'; where no such form fits, text is None and `classes` gives it per class of the
+    shapes' period P: for n = P k + r (n >= start), length = a k + b as {r: (a, b)}; below
+    start, `below` lists the lengths."""
     text: str | None
-    table: tuple[tuple[int, int], ...] = ()
+    period: int = 1
+    classes: tuple[tuple[int, int, int], ...] = ()   # (r, a, b)
+    start: int = 1
+    below: tuple[tuple[int, int], ...] = ()          # (n, length) for valid n < start
+
+    def at(self, n: int) -> int | None:
+        """The length at a valid size n, from the class table (no text needed)."""
+        for m, v in self.below:
+            if m == n:
+                return v
+        for r, a, b in self.classes:
+            if n % self.period == r:
+                return a * (n // self.period) + b
+        return None
 
 
-def length_formula(name: str, points: list[tuple[int, int]], period: int) -> Formula:
+def length_formula(name: str, points: list[tuple[int, int]], period: int,
+                   start: int = 1) -> Formula:
     """The simplest formula that gives every (n, length) point: a constant, an affine
     m * n + b (exact division allowed), or m * floor((n + a) / s) + b with s dividing the
     shapes' period."""
@@ -321,8 +337,6 @@ def length_formula(name: str, points: list[tuple[int, int]], period: int) -> For
     for s in (d for d in range(2, period + 1) if period % d == 0):
         best = None
         for m in range(1, 4 * s + 1):
-            if m % s == 0:
-                continue
             for a in range(s):
                 offsets = {v - m * ((n + a) // s) for n, v in points}
                 if len(offsets) == 1:
@@ -331,17 +345,22 @@ def length_formula(name: str, points: list[tuple[int, int]], period: int) -> For
                         best = text
             if best is not None:
                 return Formula(best)
-    return Formula(None, tuple(breakpoints(points)))
+    return class_table(points, period, start)
 
 
-def breakpoints(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The sizes where the length changes."""
-    out, last = [], None
+def class_table(points: list[tuple[int, int]], period: int, start: int) -> Formula:
+    """Per class r of the period: length = a * (n // P) + b from two sizes of the class."""
+    by_class: dict[int, list[tuple[int, int]]] = {}
     for n, v in points:
-        if v != last:
-            out.append((n, v))
-            last = v
-    return out
+        if n >= start:
+            by_class.setdefault(n % period, []).append((n, v))
+    classes = []
+    for r, run in sorted(by_class.items()):
+        (n0, v0), (n1, v1) = run[0], run[-1] if len(run) > 1 else (run[0][0] + period, run[0][1])
+        a = (v1 - v0) // max((n1 - n0) // period, 1)
+        classes.append((r, a, v0 - a * (n0 // period)))
+    return Formula(None, period, tuple(classes), start,
+                   tuple((n, v) for n, v in points if n < start))
 
 
 def affine_text(name: str, slope: Fraction, offset: Fraction) -> str:
@@ -385,7 +404,8 @@ def shape_formulas(result: ScanResult, node: str) -> list[Formula]:
               if o.valid and result.valid(n)]
     if not points:
         return []
-    return [length_formula(result.name, [(n, s[axis]) for n, s in points], result.known_period)
+    return [length_formula(result.name, [(n, s[axis]) for n, s in points], result.known_period,
+                           result.start)
             for axis in range(len(points[0][1]))]
 
 

@@ -70,9 +70,8 @@ def assert_matches(network, upto: int, layers: list[str] | None = None):
                     got = truth[n][layer][axis]
                     if f.text is not None:
                         assert value_of(f.text, name, n) == got, (layer, f.text, n, got)
-                    else:  # a breakpoint table: the length at the last breakpoint at or below n
-                        below = [v for m, v in f.table if m <= n]
-                        assert below and below[-1] == got, (layer, f.table, n, got)
+                    else:  # a table per class of the period
+                        assert f.at(n) == got, (layer, f, n, got)
     return scans
 
 
@@ -154,3 +153,127 @@ def test_sizes_and_check_with_open_sizes_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)
     assert "TORCH False" in done.stderr, done.stderr
+
+
+# ---- random conv/pool chains ---------------------------------------------------------------
+
+@st.composite
+def window_layer(draw):
+    kind = draw(st.sampled_from(["conv", "conv", "max_pool", "avg_pool", "conv_transpose",
+                                 "upsample", "relu"]))
+    if kind == "conv":
+        k = draw(st.integers(1, 5))
+        layer = {"type": "conv", "out_channels": 2, "kernel_size": k,
+                 "stride": draw(st.integers(1, 3)), "dilation": draw(st.integers(1, 2))}
+        layer["padding"] = draw(st.sampled_from([0, 1, 2, "same"]))
+        return layer
+    if kind in ("max_pool", "avg_pool"):
+        k = draw(st.integers(1, 3))
+        return {"type": kind, "kernel_size": k, "stride": draw(st.integers(1, 3)),
+                "padding": draw(st.integers(0, k // 2)), "ceil_mode": draw(st.booleans())}
+    if kind == "conv_transpose":
+        s = draw(st.integers(1, 2))
+        return {"type": kind, "out_channels": 2, "kernel_size": draw(st.integers(1, 3)),
+                "stride": s, "output_padding": draw(st.integers(0, s - 1))}
+    if kind == "upsample":
+        return {"type": "upsample", "scale_factor": 2}
+    return {"type": "relu"}
+
+
+@st.composite
+def chain_specs(draw):
+    """A 1-D chain of windows and upsamplings, sometimes joined to an earlier layer's output
+    (add or concat), so joins put equal-length conditions on the sizes."""
+    layers = []
+    for i in range(draw(st.integers(1, 6))):
+        layer = dict(draw(window_layer()), name=f"l{i}")
+        if layer["type"] in ("max_pool", "avg_pool", "relu", "upsample"):
+            layer = {k: v for k, v in layer.items()}
+        layers.append(layer)
+    if len(layers) >= 3 and draw(st.booleans()):
+        j = draw(st.integers(0, len(layers) - 2))
+        merge = draw(st.sampled_from(["add", "concat"]))
+        layers.insert(0, {"type": "conv", "name": "stem", "out_channels": 2, "kernel_size": 1})
+        earlier = "stem" if j == 0 else layers[j]["name"]
+        layers.append({"type": merge, "name": "join", "from": [layers[-1]["name"], earlier]})
+    return {"name": "chain", "input": [2, "L"], "layers": layers}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chain_specs())
+def test_random_chains_match_a_brute_force_scan(spec):
+    """Sizes 1..300 (not 1024: each example is 300 analyses, and a chain's period is at most
+    3^6 = 729 while its valid set settles well below 300 for these kernels and paddings)."""
+    net = archspec.loads(yaml.safe_dump(spec, sort_keys=False))
+    assert_matches(net, 300, list(net.nodes))
+
+
+# ---- the zoo -----------------------------------------------------------------------------
+
+def zoo_specs():
+    out = []
+    for path in sorted(SPECS.glob("*.yaml")):
+        net = archspec.load(path)
+        if open_spatial(net).open_sizes:
+            out.append(pytest.param(path.name, id=path.stem))
+    return out
+
+
+FULL_SCAN = {"convnet1.yaml", "edges.yaml", "fc_400x600.yaml", "lenet5.yaml",
+             "lenet5_padded.yaml", "lstm_text_classifier.yaml", "signal1d.yaml",
+             "unet_small.yaml", "vgg.yaml"}
+
+
+@pytest.mark.parametrize("name", zoo_specs())
+def test_zoo_valid_sets_and_output_shapes_match_a_brute_force_scan(name):
+    """The small specs (an analysis in about a millisecond): every size 1..1024 of every open
+    dim. The others take 10-75 ms a size, so 1024 sizes of each dim would take minutes; they
+    are scanned over every size up to where the derivation stops checking (two periods past
+    the last change) plus one more period, for H (or L) with W held; their W behaves as H in
+    every zoo spec (inception_v3's 1x7 and 7x1 convs come in pairs)."""
+    net = open_spatial(archspec.load(SPECS / name))
+    scans = scan_open_sizes(net)
+    small = name in FULL_SCAN
+    for dim, result in scans.items():
+        if not small and dim != next(iter(scans)):
+            continue
+        upto = 1024 if small else result.checked_to + result.known_period
+        truth = brute_force(net, dim, upto)
+        actual = {n for n, v in truth.items() if v is not None}
+        assert {n for n in truth if result.valid(n)} == actual, (dim, statement(result))
+        for out in net.outputs:
+            formulas = shape_formulas(result, out)
+            for n in actual:
+                assert tuple(f.at(n) if f.text is None else value_of(f.text, dim, n)
+                             for f in formulas) == truth[n][out], (out, n)
+
+
+SAMPLED = {"unet_small.yaml": [8, 16, 24, 40, 60, 63, 12], "signal1d.yaml": [3, 4, 5, 6, 77],
+           "lenet5.yaml": [31, 32, 35, 36], "squeezenet1_1.yaml": [16, 17, 18, 31],
+           "resnet18.yaml": [1, 2, 33, 47]}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLED))
+def test_pytorch_runs_exactly_the_valid_sizes(name):
+    """At sizes of the first open dim the derivation calls valid, the model compiled at that
+    size runs and gives the output shape of the formula; at the others, the model compiled at
+    the spec's own size raises. (Compiled per size: a strided 'same' conv is padded for the
+    size it is built at, as TensorFlow pads.)"""
+    torch = pytest.importorskip("torch")
+    net = open_spatial(archspec.load(SPECS / name))
+    model = archspec.compile(net).eval()
+    dim, result = next(iter(scan_open_sizes(net).items()))
+    axes = net.open_sizes[dim].axes
+    formulas = shape_formulas(result, net.outputs[0])
+    for n in SAMPLED[name]:
+        shape = with_size(net.input_shape, axes, n)
+        x = torch.zeros((1, *shape))
+        if result.valid(n):
+            with torch.no_grad():
+                y = archspec.compile(replace(net, input_shape=shape)).eval()(x)
+            want = tuple(f.at(n) if f.text is None else value_of(f.text, dim, n)
+                         for f in formulas)
+            assert tuple(y.shape[1:]) == want, (n, tuple(y.shape))
+        else:
+            with pytest.raises(RuntimeError), torch.no_grad():
+                model(x)

@@ -291,13 +291,20 @@ def layer_formulas(report: SizesReport) -> None:
                 axes.append(next(iter(texts.values())).text or "?")
             elif len(varying) == 1:
                 f = texts[varying[0]]
-                axes.append(f.text if f.text is not None else f"table({varying[0]})")
+                axes.append(f.text if f.text is not None else class_table_text(f, varying[0]))
             else:
                 at = report.at_values and None
                 axes.append(f"f({', '.join(varying)})")
                 if node not in report.coupled:
                     report.coupled.append(node)
         report.layers[node] = axes
+
+
+def class_table_text(f: Formula, name: str) -> str:
+    """'[H = 6k+0: 2k+1 | H = 6k+1: ...]' for a length with no closed form."""
+    parts = [f"{name} = {f.period}k+{r}: {a}k{'+' if b >= 0 else '-'}{abs(b)}"
+             for r, a, b in f.classes]
+    return "[" + " | ".join(parts) + "]"
 
 
 def shape_text(axes: list[str]) -> str:
@@ -351,8 +358,9 @@ def text_lines(report: SizesReport) -> list[str]:
                      "given with the others held")
     at = "x".join(str(report.at[n]) for n in report.names)
     if report.at_problem is not None:
-        lines.append(f"at {at}: invalid: {report.at_problem.message} (layer "
-                     f"'{report.at_problem.layer}')")
+        message = report.at_problem.message
+        lines.append(("invalid " if message.startswith("at ") else f"invalid at {at}: ") +
+                     f"{message} (layer '{report.at_problem.layer}')")
     lines.append(f"figures (batch {report.batch_size}, {report.dtype_bytes}-byte values):")
     for key in FIGURES:
         line = figure_line(report, key)
