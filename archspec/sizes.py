@@ -140,13 +140,18 @@ class ScanResult:
     def valid(self, n: int) -> bool:
         if n < self.lo or (self.hi is not None and n > self.hi):
             return False
+        return self.network_takes(n)
+
+    def network_takes(self, n: int) -> bool:
+        """Whether the network runs at n, whatever the declared range."""
         return n in self.extra or (n >= self.start and n % self.period in self.classes)
 
     @property
     def smallest(self) -> int | None:
         if self.extra:
             return self.extra[0]
-        for n in range(self.start, self.start + self.period):
+        low = max(self.start, self.lo)
+        for n in range(low, low + self.period):
             if self.valid(n):
                 return n
         return None
@@ -271,10 +276,8 @@ class Scanner:
         if not classes:
             start = end + 1
         extra = tuple(n for n in range(1, start) if known[n])
-        lo, hi = self.lo, self.hi
-        return ScanResult(self.name, self.axes, self.base, lo, hi, smallest, classes, start,
-                          tuple(n for n in extra if n >= lo and (hi is None or n <= hi)),
-                          period, self.outcomes, end, rebuilt)
+        return ScanResult(self.name, self.axes, self.base, self.lo, self.hi, smallest, classes,
+                          start, extra, period, self.outcomes, end, rebuilt)
 
 
 def scan_open_sizes(network: Network, base: Shape | None = None) -> dict[str, ScanResult]:
@@ -401,7 +404,7 @@ def floor_text(name: str, m: int, a: int, s: int, b: int) -> str:
 def shape_formulas(result: ScanResult, node: str) -> list[Formula]:
     """Per output axis of the node, its length as a formula of the open size."""
     points = [(n, o.shapes[node]) for n, o in sorted(result.outcomes.items())
-              if o.valid and result.valid(n)]
+              if o.valid and result.network_takes(n)]
     if not points:
         return []
     return [length_formula(result.name, [(n, s[axis]) for n, s in points], result.known_period,

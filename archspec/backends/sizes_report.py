@@ -98,18 +98,20 @@ def statement(r: ScanResult) -> str:
         m = r.period
         first = next(n for n in itertools.count(max(r.lo, 1)) if n % m in r.classes)
         bound = max(r.start, r.lo)
-        if m == 1:
+        if m == 1 and r.hi is not None:
+            text = f"{bound} <= {name} <= {r.hi}"
+        elif m == 1:
             text = f"any {name}" + (f" >= {bound}" if bound > 1 else "")
         else:
             rule = f"{name} % {m} == {r.classes[0]}" if len(r.classes) == 1 else \
                 f"{name} % {m} in {{{', '.join(map(str, r.classes))}}}"
             text = (f"{name} >= {bound} and " if bound > first else "") + rule
-        if r.hi is not None:
-            text += f" and {name} <= {r.hi}"
+            if r.hi is not None:
+                text += f" and {name} <= {r.hi}"
         parts.append(text)
-    if r.extra:
-        listed = f"{name} in {{{compress(list(r.extra))}}}"
-        parts.append(listed)
+    extra = [n for n in r.extra if r.valid(n)]
+    if extra:
+        parts.append(f"{name} in {{{compress(extra)}}}")
     if not parts:
         return f"no {name} is valid" + (f" up to {r.checked_to:,}" if r.checked_to else "")
     return " or ".join(parts)
@@ -226,10 +228,13 @@ def fit_figures(report: SizesReport, analyze, optimizer: str) -> None:
     for n in names:
         r = scans[n]
         p = r.known_period
-        first = next((m for m in range(max(r.start, r.lo), r.start + 2 * p + 1)
-                      if m % p == 0 and r.valid(m)), None)
+        low = max(r.start, r.lo)
+        first = next((m for m in range(low, low + 2 * p + 1) if m % p == 0 and r.valid(m)),
+                     None)
         if first is None:
-            first = next(m for m in range(max(r.start, r.lo), r.start + 2 * p + 1) if r.valid(m))
+            first = next((m for m in range(low, low + 2 * p + 1) if r.valid(m)), None)
+        if first is None:
+            return
         grids[n] = [first + i * p for i in range(4)]
         sample[n] = first
         if r.hi is not None and grids[n][-1] + p > r.hi:
@@ -385,7 +390,8 @@ def to_json(report: SizesReport) -> dict[str, Any]:
                   for a, v in enumerate(net.input_shape)],
         "open_sizes": {n: {
             "valid": statement(r), "period": r.period, "classes": list(r.classes),
-            "from": r.start if r.classes else None, "also": list(r.extra),
+            "from": max(r.start, r.lo) if r.classes else None,
+            "also": [n for n in r.extra if r.valid(n)],
             "smallest": r.smallest, "min": r.lo, "max": r.hi, "shape_period": r.known_period,
             "held": {m: r.base[net.open_sizes[m].axes[0]] for m in report.scans if m != n},
             "exact_up_to": r.checked_to,
