@@ -91,6 +91,17 @@ class SpecReader:
         from .backends.sizes_report import example_shape, network_at
         return network_at(network, example_shape(network))
 
+    def analyze(self, spec: str, network, **options):
+        """The analysis of the network read from spec; when sizes given with --input break it,
+        the error also says which size rule they break."""
+        from .analysis import analyze
+        try:
+            return analyze(network, **options)
+        except SpecError as exc:
+            if self.concrete_input:
+                explain_given_input(self, spec, network, exc)
+            raise
+
     @property
     def concrete_input(self) -> bool:
         """--input gave every size (no names)."""
@@ -324,7 +335,7 @@ def check(specs, as_json, batch_size, dtype, optimizer, reader):
     """Validate specs and print every layer's shape, params, MACs and receptive field.
 
     Exit status 0 when every spec is valid, 1 when any has errors."""
-    from .analysis import analyze, invalid_json
+    from .analysis import invalid_json
     from .backends.report import print_report
     out, err = make_console(), make_console(stderr=True)
     failed = False
@@ -337,13 +348,8 @@ def check(specs, as_json, batch_size, dtype, optimizer, reader):
                 if network.open_sizes:  # the table at one valid size, then the open sizes
                     sizes = open_sizes_report(network, batch_size, dtype, optimizer)
                     network = sizes.example
-                try:
-                    analysis = analyze(network, batch_size=batch_size,
-                                       dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
-                except SpecError as exc:
-                    if reader.concrete_input:
-                        explain_given_input(reader, spec, network, exc)
-                    raise
+                analysis = reader.analyze(spec, network, batch_size=batch_size,
+                                          dtype_bytes=DTYPE_BYTES[dtype], optimizer=optimizer)
         except SpecError as exc:
             failed = True
             if as_json:
@@ -476,6 +482,7 @@ def build(spec, output, device, max_memory, max_param_bytes, weights, skip, read
     with reported():
         require_torch()
         network = reader.read_concrete(spec)
+        reader.analyze(spec, network)  # a located error, with the size rule --input breaks
         written, params, loaded = build_checkpoint(network, spec, output, device, limit,
                                                    weights, skip)
     fresh = f" ({loaded['fresh']:,} left fresh: {', '.join(skip)})" if skip and loaded else ""
@@ -544,7 +551,6 @@ def diagram(spec, output, fmt, depth, fold, fuse, params, edge_shapes, rankdir, 
     Boxes are layers coloured by family, clusters are blocks; dashed orange edges are skip
     connections. A drawing too long for a page is drawn with a warning that names a --depth
     that fits. The file is written only when drawing succeeded."""
-    from .analysis import analyze
     from .backends.diagram import DiagramTooLong, render
     from .backends.diagram.rendering import layer_cap, output_format, too_many_layers
     from .fileio import output_target
@@ -559,7 +565,7 @@ def diagram(spec, output, fmt, depth, fold, fuse, params, edge_shapes, rankdir, 
         except TooManyLayers as exc:
             raise too_many_layers(exc.count) from None
         refuse_overwrite_imports(network, output)
-        analysis = analyze(network)
+        analysis = reader.analyze(spec, network)
         data = render(analysis, output, format=fmt, depth=depth, fold=fold, fuse=fuse,
                       params=params, edge_shapes=edge_shapes, rankdir=rankdir.upper(),
                       legend=not no_legend, dpi=dpi, dot=dot_program)
@@ -589,11 +595,10 @@ def verify(spec, device, batch_size, max_memory, weights, skip, reader):
 
     A run that would not fit in memory is refused before anything is allocated. With
     --weights, the model runs with those weights (loaded strictly, as build does)."""
-    from .analysis import analyze
     check_skip_needs_weights(weights, skip)
     with reported():
         require_torch()
-        analysis = analyze(reader.read_concrete(spec))
+        analysis = reader.analyze(spec, reader.read_concrete(spec))
         from .backends.verify import mismatches
         problems = mismatches(analysis, device=device, batch_size=batch_size,
                               max_memory=max_memory, weights=weights, skip=skip)
@@ -645,7 +650,6 @@ def export_command(spec, target, output, max_memory, weights, skip, reader):
 
     A spec with errors is refused with the same located messages as 'archspec check'. The
     file is written atomically; the Python source loads the state_dict of archspec.compile."""
-    from .analysis import analyze
     from .backends.export import export_analysis
     check_skip_needs_weights(weights, skip)
     if target == "python" and weights is not None:
@@ -658,7 +662,7 @@ def export_command(spec, target, output, max_memory, weights, skip, reader):
         output_target(output)  # refuse a directory or a device before any work
         network = reader.read_concrete(spec)
         refuse_overwrite_imports(network, output)
-        analysis = analyze(network)
+        analysis = reader.analyze(spec, network)
         require_torch()
         written = export_analysis(analysis, target, output,
                                   spec_file=None if spec == STDIO else spec, max_memory=max_memory,

@@ -12,8 +12,7 @@ from ..errors import Diagnostic
 from ..frontend.open_sizes import OpenSize
 from ..ir import Network
 from ..layers.base import fmt_shape
-from ..sizes import (Formula, ScanResult, evaluate, fit_polynomial, scan_open_sizes,
-                     shape_formulas, with_size)
+from ..sizes import Formula, ScanResult, evaluate, fit_polynomial, scan_open_sizes, shape_formulas, with_size
 from ..units import human_bytes
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -191,7 +190,6 @@ def sizes_report(network: Network, at: dict[str, int] | None = None, batch_size:
     from ..analysis import analyze
     from ..errors import SpecError
     scans = scan_open_sizes(network)
-    names = list(scans)
     at = dict(at or {})
     for n, size in network.open_sizes.items():
         if n not in at:
@@ -298,7 +296,6 @@ def layer_formulas(report: SizesReport) -> None:
                 f = texts[varying[0]]
                 axes.append(f.text if f.text is not None else class_table_text(f, varying[0]))
             else:
-                at = report.at_values and None
                 axes.append(f"f({', '.join(varying)})")
                 if node not in report.coupled:
                     report.coupled.append(node)
@@ -412,8 +409,16 @@ def to_json(report: SizesReport) -> dict[str, Any]:
     }
 
 
-__all__ = ["Formula", "SizesReport", "open_spatial", "sizes_report", "statement", "text_lines",
-           "to_json", "fmt_shape"]
+__all__ = [
+    "Formula",
+    "SizesReport",
+    "fmt_shape",
+    "open_spatial",
+    "sizes_report",
+    "statement",
+    "text_lines",
+    "to_json",
+]
 
 
 def condition_text(r: ScanResult) -> str:
