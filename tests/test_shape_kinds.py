@@ -394,3 +394,32 @@ def test_vits_patches_and_class_token_are_its_pytorch_code():
         ["channels_first", "channels_first", "channels_last", "channels_last", "vector",
          "vector"]
     same_as(analysis, VitEnds(24, 5), torch.randn(2, 3, 64, 48))
+
+
+@pytest.mark.parametrize("input_, layer", [
+    (tokens(16, 32), {"type": "conv", "out_channels": 4, "kernel_size": 3}),
+    (tokens(6, 7, 8), {"type": "conv", "out_channels": 4, "kernel_size": 3}),
+    ([8, 6, 7], {"type": "layer_norm"}),
+    ([8, 6], {"type": "lstm", "hidden_size": 4}),
+    ([8, 6, 7], {"type": "multi_head_attention", "num_heads": 2}),
+])
+def test_the_layout_hints_insert_a_shape_kind_that_fixes_the_spec(input_, layer):
+    """The hint of a wrong layout names a permute, transpose or reshape; inserting the kinds it
+    names (as YAML flow mappings) makes the spec check."""
+    import re
+
+    import yaml
+    d = the_error(input_, layer)
+    fixes = [yaml.safe_load(m) for m in re.findall(r"\{type: (?:permute|transpose|reshape)[^}]*\}",
+                                                   d.hint)]
+    assert fixes, d.hint
+    analysis = analyze(input_, *fixes, layer)
+    assert len(analysis.layers) == len(fixes) + 1
+
+
+def test_transpose_written_as_torch_transpose_arguments_is_told_the_list():
+    with pytest.raises(archspec.SpecError) as info:
+        analyze([4, 6], "{type: transpose, dim0: 1, dim1: 2}")
+    assert [d.message for d in info.value.diagnostics] == [
+        "unknown field 'dim0' for transpose", "unknown field 'dim1' for transpose"]
+    assert all("dims: [dim0, dim1]" in d.hint for d in info.value.diagnostics)

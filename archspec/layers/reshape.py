@@ -10,7 +10,7 @@ transpose that reorders copies into a new one; slice and index copy their part.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -149,6 +149,9 @@ class PermuteConfig(LayerConfig):
         "The new order of the dims, with the batch (torch.permute's): [0, 2, 3, 1] makes a "
         "[C, H, W] map channels last. dims[0] must be 0."))
 
+    field_hints: ClassVar[dict[str, str]] = {
+        "dim": "permute takes dims: the new order of every dim, 0 (the batch) first"}
+
 
 class Reorder(ShapeKind):
     """Moves axes: the result is contiguous (a copy when axes larger than 1 change order)."""
@@ -198,6 +201,8 @@ class Permute(Reorder):
                                                   "(PyTorch's numbering, 0 is the batch)")
         if dims[0] != 0:
             raise ShapeProblem(f"dims {cfg.dims} moves the batch dim (0) away from the front",
+                               notes=("Keras' Permute counts from 1 without the batch; here "
+                                      "dims are torch.permute's, with the batch",),
                                field="dims", hint="keep 0 first: dims count as in PyTorch, and "
                                                   "a layer permutes the dims of each sample")
         return tuple(d - 1 for d in dims[1:])
@@ -211,6 +216,10 @@ class TransposeConfig(LayerConfig):
     dims: list[int] = Field(min_length=2, max_length=2, description=(
         "The two dims swapped (torch.transpose's dim0, dim1; 0 is the batch): [1, 2] turns a "
         "[C, L] map into a token sequence [L, C]."))
+
+    field_hints: ClassVar[dict[str, str]] = {
+        "dim0": "write the two dims as one list: dims: [dim0, dim1]",
+        "dim1": "write the two dims as one list: dims: [dim0, dim1]"}
 
 
 @register
@@ -336,6 +345,9 @@ class ReshapeConfig(LayerConfig):
         "The shape of each sample, without the batch (x.reshape(N, *shape)); one entry may be "
         "-1, inferred."))
     layout: Literal["channels_first", "channels_last", "tokens"] | None = LAYOUT_FIELD
+
+    field_hints: ClassVar[dict[str, str]] = {
+        "target_shape": "Keras' target_shape is shape here (each sample's shape, no batch)"}
 
 
 @register
