@@ -60,8 +60,9 @@ def assert_matches(network, upto: int, layers: list[str] | None = None):
     scans = scan_open_sizes(network)
     for name, result in scans.items():
         truth = brute_force(network, name, upto)
+        size = network.open_sizes[name]
         derived = {n for n in truth if result.valid(n)}
-        actual = {n for n, v in truth.items() if v is not None}
+        actual = {n for n, v in truth.items() if v is not None and size.min <= n <= (size.max or n)}
         assert derived == actual, (name, statement(result), sorted(actual)[:40])
         for layer in layers or network.outputs:
             formulas = shape_formulas(result, layer)
@@ -277,3 +278,18 @@ def test_pytorch_runs_exactly_the_valid_sizes(name):
         else:
             with pytest.raises(RuntimeError), torch.no_grad():
                 model(x)
+
+
+def test_ranges_bound_the_valid_set_and_attention_macs_are_quadratic():
+    """A declared range bounds the statement; self-attention's Q K^T and A V are L x L x E
+    each (2 x 32 L^2), its projections 4 x 32 x 32 per position and the dense 32 x 8."""
+    net = archspec.loads("name: r\ninput: {shape: [3, H, W], sizes: {H: {min: 32, max: 512}}}\n"
+                         "layers:\n  - {type: conv, out_channels: 8, kernel_size: 3, stride: 2}\n"
+                         "  - global_avg_pool\n")
+    scans = assert_matches(net, 600)
+    assert statement(scans["H"]) == "32 <= H <= 512" and scans["H"].smallest == 32
+    tokens = archspec.loads("name: t\ninput: {shape: [L, 32], layout: tokens}\nlayers:\n"
+                            "  - {type: multi_head_attention, num_heads: 4}\n"
+                            "  - {type: dense, out_features: 8}\n")
+    report = sizes_report(tokens)
+    assert report.figures["macs"].coeffs == {(2,): 64, (1,): 4 * 32 * 32 + 32 * 8}
