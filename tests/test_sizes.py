@@ -293,3 +293,18 @@ def test_ranges_bound_the_valid_set_and_attention_macs_are_quadratic():
                             "  - {type: dense, out_features: 8}\n")
     report = sizes_report(tokens)
     assert report.figures["macs"].coeffs == {(2,): 64, (1,): 4 * 32 * 32 + 32 * 8}
+
+
+def test_torch_export_takes_the_open_sizes_with_their_constraints(tmp_path):
+    """--input 1xHxW: the .pt2 program takes H, W as 8 x Dim (min 2: torch.export
+    specialises 1), runs at other multiples of 8 and refuses 60."""
+    torch = pytest.importorskip("torch")
+    out = tmp_path / "u.pt2"
+    done = run_cli("export", "specs/unet_small.yaml", "--input", "1xHxW", "--to", "torch-export",
+                   "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    model = torch.export.load(str(out)).module()
+    for h, w in ((16, 24), (40, 72)):
+        assert tuple(model(torch.zeros(2, 1, h, w)).shape) == (2, 2, h, w)
+    with pytest.raises(AssertionError, match="Guard failed"):
+        model(torch.zeros(1, 1, 60, 64))
