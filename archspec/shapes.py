@@ -74,3 +74,29 @@ def rf_padding(prev_padding: int, prev_jump: int, pad_left: int) -> int:
 
 def product(values) -> int:
     return math.prod(values)
+
+
+def padded_length(length: int, left: int, right: int) -> int:
+    """F.pad: L + left + right."""
+    return length + left + right
+
+
+def pad_pairs(padding: int | list[int], ndim: int) -> list[tuple[int, int]]:
+    """(left, right) per spatial dim, first dim first, from F.pad's order (last dim first:
+    left, right, top, bottom, front, back); an int pads every side, a shorter list only the
+    last dims. The caller checks the list's length."""
+    if isinstance(padding, int):
+        return [(padding, padding)] * ndim
+    pairs = [(padding[i], padding[i + 1]) for i in range(0, len(padding), 2)]
+    return [(0, 0)] * (ndim - len(pairs)) + pairs[::-1]
+
+
+def pixel_shuffle_shape(channels: int, height: int, width: int, factor: int) -> tuple[int, ...]:
+    """nn.PixelShuffle(r): [C*r*r, H, W] -> [C, H*r, W*r]."""
+    return channels // (factor * factor), height * factor, width * factor
+
+
+def pixel_unshuffle_shape(channels: int, height: int, width: int,
+                          factor: int) -> tuple[int, ...]:
+    """nn.PixelUnshuffle(r): [C, H, W] -> [C*r*r, H/r, W/r]."""
+    return channels * factor * factor, height // factor, width // factor

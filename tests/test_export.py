@@ -165,9 +165,31 @@ layers:
   - {type: reshape, shape: [2, 4, 1], layout: channels_first}
   - squeeze
 """
+# norms over positions, every pad mode, pixel and channel shuffles, the newer activations
+MAP_KINDS = """
+name: map kinds
+input: [4, 8, 8]
+layers:
+  - {type: group_norm, num_groups: 2}
+  - {type: instance_norm, affine: true, track_running_stats: true}
+  - {type: pad, padding: [1, 0, 0, 1], mode: reflect}
+  - {type: pad, padding: 1, mode: replicate}
+  - {type: pad, padding: [1, 1], mode: circular}
+  - {type: pad, padding: [0, 1, 1, 0], value: 0.5}
+  - {type: pixel_unshuffle, downscale_factor: 2}
+  - {type: channel_shuffle, groups: 4}
+  - {type: conv, out_channels: 8, kernel_size: 1, activation: prelu}
+  - {type: pixel_shuffle, upscale_factor: 2}
+  - {type: instance_norm}
+  - {type: prelu, num_parameters: 2, init: 0.1}
+  - mish
+  - swish
+  - {type: softplus, beta: 2, threshold: 5}
+  - {type: stochastic_depth, p: 0.5, mode: batch}
+"""
 INLINE_SPECS = {"all kinds": ALL_KINDS, "token kinds": TOKEN_KINDS,
                 "recurrent kinds": RECURRENT_KINDS, "text kinds": TEXT_KINDS,
-                "shape kinds": SHAPE_KINDS}
+                "shape kinds": SHAPE_KINDS, "map kinds": MAP_KINDS}
 
 
 def all_kinds(name: str = "all kinds"):

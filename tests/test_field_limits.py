@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 from archspec.backends.verify import mismatches  # noqa: E402
 
 INPUT_SHAPES = ([2, 8, 8], [4], [2, 8], [2, 4, 4, 4], {"shape": [4, 8], "layout": "tokens"},
-                {"shape": [8], "layout": "ids"})
+                {"shape": [8], "layout": "ids"}, [4, 8, 8])  # [4, 8, 8]: pixel_shuffle by 2
 COMMON = {"name", "from_", "trainable", "type"}
 NOT_REQUIRED_YET_NEEDED = {"upsample": {"scale_factor": 2}}  # one of scale_factor and size
 REQUIRED_LISTS = {"permute": {"dims": [0, 2, 1]}, "transpose": {"dims": [1, 2]},

@@ -245,8 +245,8 @@ def test_a_chain_within_the_limit_still_compiles(tmp_path):
 
 @pytest.mark.parametrize("kind, hint_has", [
     ("LSTMCell", "conv, "), ("rnn", "dense"), ("Transformer", "flatten"),
-    ("transformer", "residual"), ("GroupNorm", "batch_norm"),
-    ("prelu", "relu"),
+    ("transformer", "residual"), ("RMSNorm", "batch_norm"),
+    ("selu", "relu"),
 ])
 def test_layers_of_other_frameworks_are_not_misread_as_a_typo(kind, hint_has):
     d = only_error(f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{type: {kind}}}\n")

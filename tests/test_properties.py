@@ -172,13 +172,58 @@ class Gen:
             return {"type": "identity"}, shape
         name = self.draw(st.sampled_from(["relu", "tanh", "gelu", "relu6", "leaky_relu",
                                           "silu", "batch_norm", "dropout", "softmax",
-                                          "layer_scale", "layer_norm", "stochastic_depth"]))
+                                          "layer_scale", "layer_norm", "stochastic_depth",
+                                          "map kind"]))
         if name == "layer_norm":  # ConvNeXt's LayerNorm2d: over the channels of a map
             return {"type": name, "channels_first": True}, shape
         if name == "stochastic_depth":
             return {"type": name, "p": 0.2, "mode": self.draw(st.sampled_from(["row", "batch"]))}, \
                 shape
+        if name == "map kind":
+            return self.map_kind(shape)
         return {"type": name}, shape
+
+    def map_kind(self, shape):
+        """A shape-keeping norm, shuffle or activation of the map kinds."""
+        draw, c = self.draw, shape[0]
+        name = draw(st.sampled_from(["group_norm", "instance_norm", "channel_shuffle", "prelu",
+                                     "mish", "swish", "softplus"]))
+        if name == "group_norm":
+            return {"type": name, "num_groups": draw(st.sampled_from(divisors(c))),
+                    "affine": draw(st.booleans())}, shape
+        if name == "instance_norm" and math.prod(shape[1:]) > 1:  # PyTorch trains on 2 or more
+            return {"type": name, "affine": draw(st.booleans()),
+                    "track_running_stats": draw(st.booleans())}, shape
+        if name == "channel_shuffle":
+            return {"type": name, "groups": draw(st.sampled_from(divisors(c)))}, shape
+        if name == "prelu":
+            return {"type": name, "num_parameters": draw(st.sampled_from([1, c]))}, shape
+        if name == "softplus":
+            return {"type": name, "beta": draw(st.sampled_from([0.5, 1.0, 2.0]))}, shape
+        return {"type": "mish" if name == "instance_norm" else name}, shape
+
+    def rearrangement(self, shape):
+        """pad (every mode, within PyTorch's limits), pixel_unshuffle where the map divides,
+        pixel_shuffle where the channels do."""
+        draw, nd = self.draw, len(shape) - 1
+        choice = draw(st.sampled_from(["pad", "pad", "unshuffle", "shuffle"]))
+        if choice == "unshuffle" and nd == 2 and shape[1] % 2 == shape[2] % 2 == 0:
+            return {"type": "pixel_unshuffle", "downscale_factor": 2}, \
+                (shape[0] * 4, shape[1] // 2, shape[2] // 2)
+        if choice == "shuffle" and nd == 2 and shape[0] % 4 == 0:
+            return {"type": "pixel_shuffle", "upscale_factor": 2}, \
+                (shape[0] // 4, shape[1] * 2, shape[2] * 2)
+        mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+        limit = {"reflect": min(shape[1:]) - 1, "circular": min(shape[1:])}.get(mode, 2)
+        pads = [draw(st.integers(0, min(limit, 2))) for _ in range(2 * nd)]
+        item = {"type": "pad", "mode": mode,
+                "padding": pads[0] if len(set(pads)) == 1 else pads}
+        if mode == "constant" and draw(st.booleans()):
+            item["value"] = 0.5
+        out = list(shape)
+        for i, (lo, hi) in enumerate(zip(pads[::2], pads[1::2])):  # F.pad: last dim first
+            out[nd - i] += lo + hi
+        return item, tuple(out)
 
     def upsampling(self, shape):
         draw, nd = self.draw, len(shape) - 1
@@ -209,6 +254,8 @@ class Gen:
             kinds += ["activation"]
         if aligned is None and not self.rf_only and math.prod(shape[1:]) <= 1024:
             kinds += ["upsampling"]  # (kept small: repeated upsampling would be slow)
+        if aligned is None and not self.rf_only and math.prod(shape[1:]) <= 1024:
+            kinds += ["rearrangement"]
         if depth > 0:
             kinds += ["residual", "branches", "branches", "sequential"]
         kind = draw(st.sampled_from(kinds))
@@ -216,6 +263,8 @@ class Gen:
             return self.activation(shape)
         if kind == "upsampling":
             return self.upsampling(shape)
+        if kind == "rearrangement":
+            return self.rearrangement(shape)
         if kind in ("conv", "depthwise", "pool"):
             return getattr(self, kind)(shape, aligned)
         return getattr(self, kind)(shape, depth - 1, aligned)

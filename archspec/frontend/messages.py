@@ -22,13 +22,15 @@ SYNONYMS = {
     "conv_transpose", "conv2dtranspose": "conv_transpose", "globalaveragepooling":
     "global_avg_pool", "globalavgpool": "global_avg_pool", "globalmaxpooling": "global_max_pool",
     "upsampling": "upsample", "concatenate": "concat", "cat": "concat", "sum": "add",
-    "mul": "multiply", "swish": "silu", "logsoftmax": "log_softmax", "leakyrelu": "leaky_relu",
+    "mul": "multiply", "logsoftmax": "log_softmax", "leakyrelu": "leaky_relu",
     "separableconv": "separable_conv", "depthwiseconv": "depthwise_conv", "residualblock":
     "residual", "skip": "residual", "flattening": "flatten", "adaptiveavgpool": "adaptive_avg_pool",
     "adaptivemaxpool": "adaptive_max_pool", "localresponsenorm": "local_response_norm",
     "attention": "multi_head_attention", "selfattention": "multi_head_attention",
     "mha": "multi_head_attention", "crossattention": "multi_head_attention",
-    "droppath": "stochastic_depth",
+    "droppath": "stochastic_depth", "zeropad": "pad", "zeropadding": "pad",
+    "constantpad": "pad", "reflectionpad": "pad", "replicationpad": "pad",
+    "circularpad": "pad", "depthtospace": "pixel_shuffle", "spacetodepth": "pixel_unshuffle",
     "narrow": "slice", "select": "index", "movedim": "permute", "view": "reshape",
 }
 
@@ -36,14 +38,12 @@ SYNONYMS = {
 # Layers of other frameworks that archspec does not have: naming one gets "not a layer type of
 # archspec", not a did-you-mean that points at a different layer (layer_norm is no batch_norm).
 FOREIGN_LAYERS = {
-    "groupnorm", "instancenorm", "rmsnorm", "localresponsenormalization",
+    "rmsnorm", "localresponsenormalization",
     "rnn", "convlstm", "lstmcell", "grucell", "rnncell", "bidirectional",
     "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding",
-    "embeddingbag", "pixelshuffle", "pixelunshuffle", "channelshuffle", "prelu", "selu", "celu",
-    "mish", "softplus", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
+    "embeddingbag", "selu", "celu", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
     "tanhshrink", "threshold", "bilinear", "unflatten",
-    "pad", "zeropad", "zeropadding", "constantpad", "reflectionpad",
-    "replicationpad", "fold", "unfold", "lambda", "alphadropout", "gaussiannoise", "cropping",
+    "fold", "unfold", "lambda", "alphadropout", "gaussiannoise", "cropping",
 }
 
 
@@ -216,10 +216,10 @@ def _number_text(noun: str, b: dict[str, Any]) -> str:
         low = None if low == -FLOAT_LIMIT else low
     if noun == "integer" and low == 1 and high is None:
         return "a positive integer"
+    if "gt" in b and b["gt"] == 0 and high is None:  # before low: a float's low is gt itself
+        return f"a positive {noun}"
     if low == 0 and high is None:
         return f"a non-negative {noun}"
-    if "gt" in b and b["gt"] == 0 and high is None:
-        return f"a positive {noun}"
     article = "an" if noun == "integer" else "a"
     if low is not None and high is not None:
         return f"{article} {noun} from {low} to {high}"

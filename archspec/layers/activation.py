@@ -1,11 +1,13 @@
-"""Elementwise activations (and softmax over a dim). Shape-preserving, no parameters."""
+"""Elementwise activations (and softmax over a dim), shape-preserving: no parameters but
+prelu's learned slopes."""
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import Field, create_model
 
-from .base import (DIM_DOC, SAVES_INPUT, SAVES_OUTPUT, LayerConfig, LayerKind, Real, register,
+from .base import (CHANNELS_FIRST, DIM_DOC, FLOATS, SAVES_INPUT, SAVES_OUTPUT, Counts,
+                   LayerConfig, LayerKind, PositiveReal, Real, ShapeProblem, Size, register,
                    sample_axis)
 
 # run in place where safe, as torchvision does; ReLU's backward needs only its result (an
@@ -22,6 +24,9 @@ ACTIVATIONS: dict[str, tuple[str, str | None, dict[str, tuple[Any, Any]]]] = {
     "elu": ("ELU", "input", {"alpha": (Real, 1.0)}),
     "gelu": ("GELU", "input", {"approximate": (Literal["none", "tanh"], "none")}),
     "silu": ("SiLU", "input", {}),
+    "swish": ("SiLU", "input", {}),
+    "mish": ("Mish", "input", {}),
+    "softplus": ("Softplus", "input", {"beta": (PositiveReal, 1.0), "threshold": (Real, 20.0)}),
     "hardswish": ("Hardswish", "input", {}),
     "hardsigmoid": ("Hardsigmoid", "input", {}),
     "sigmoid": ("Sigmoid", "output", {}),
@@ -30,6 +35,8 @@ ACTIVATIONS: dict[str, tuple[str, str | None, dict[str, tuple[Any, Any]]]] = {
     "log_softmax": ("LogSoftmax", "output", {"dim": (int, Field(1, description=DIM_DOC))}),
     "identity": ("Identity", None, {}),
 }
+
+ALIASES = {"swish": "silu"}  # another name of the same activation: the same nn.SiLU
 
 
 class _Activation(LayerKind):
@@ -55,9 +62,48 @@ class _Activation(LayerKind):
 
 
 for _name, (_torch_name, _keeps, _fields) in ACTIVATIONS.items():
-    _config = create_model(f"{_torch_name}Config", __base__=LayerConfig,
+    _title = _name.title() if _name in ALIASES else _torch_name  # SwishConfig beside SiLUConfig
+    _config = create_model(f"{_title}Config", __base__=LayerConfig,
                            type=(Literal[_name], ...), **_fields)
-    register(type(_torch_name, (_Activation,), {"name": _name, "Config": _config,
+    register(type(_title, (_Activation,), {"name": _name, "Config": _config,
                                                  "torch_name": _torch_name, "keeps": _keeps,
                                                  "inplace_capable": _torch_name in
                                                  INPLACE_CAPABLE}))
+
+
+class PReLUConfig(LayerConfig):
+    type: Literal["prelu"]
+    num_parameters: Size = Field(1, description=(
+        "Learned slopes: 1 (one for every channel) or the number of channels (dim 1), "
+        "as nn.PReLU."))
+    init: Real = Field(0.25, description="Initial slope of the negative part.")
+
+
+@register
+class PReLU(LayerKind):
+    """nn.PReLU: max(0, x) + a * min(0, x) with a learned slope a, one or one per channel."""
+    name = "prelu"
+    family = "activation"
+    Config = PReLUConfig
+    torch_name = "PReLU"
+
+    def accepts(self, cfg):
+        return FLOATS if cfg.num_parameters == 1 else CHANNELS_FIRST  # per channel: dim 1
+
+    def output_shape(self, cfg, inputs):
+        c = inputs[0][0]
+        if cfg.num_parameters not in (1, c):
+            raise ShapeProblem(f"num_parameters is {cfg.num_parameters} but prelu takes 1 or the "
+                               f"input's {c} channels", field="num_parameters",
+                               hint=f"set num_parameters: {c} (a slope per channel) or 1")
+        return inputs[0]
+
+    def counts(self, cfg, inputs, output):
+        return Counts(params=cfg.num_parameters, param_tensors=1)
+
+    def label(self, cfg, inputs):
+        return "prelu" if cfg.num_parameters == 1 else "prelu (per channel)"
+
+    def saved(self, cfg, inputs, output, grad):
+        """_prelu_kernel keeps its input (the weight, a parameter, aside) for either gradient."""
+        return [SAVES_INPUT] if grad.any else []

@@ -1,4 +1,5 @@
-"""Batch norm, layer norm, local response norm, dropout and stochastic depth."""
+"""Batch norm, layer norm, group norm, instance norm, local response norm, dropout and
+stochastic depth."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -9,7 +10,8 @@ from pydantic import Field, confloat
 
 from .. import shapes
 from .base import (CHANNELS_FIRST, CHANNELS_LAST, SAVES_INPUT, Counts, LayerConfig, LayerKind, PositiveReal, Real, RFStep,
-                   Saved, ShapeProblem, Size, check_declared, fmt_shape, register, stats)
+                   Saved, ShapeProblem, Size, check_declared, fmt_shape, register, require_spatial,
+                   stats)
 
 
 class BatchNormConfig(LayerConfig):
@@ -133,6 +135,119 @@ class LayerNorm(LayerKind):
             return []
         groups = shapes.product(inputs[0]) // shapes.product(self.normalized(cfg, inputs[0]))
         return [SAVES_INPUT] + [Saved("new", shape=(groups,))] * 2
+
+
+WHOLE_MAP = ("its statistics are taken over every position of the sample, so each output "
+             "depends on the whole input: no receptive field")
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def divisor_hint(field: str, n: int, what: str) -> str:
+    found = divisors(n)
+    shown = ", ".join(map(str, found[:12])) + (", ..." if len(found) > 12 else "")
+    return f"{field} must divide the {n} {what}: one of {shown}"
+
+
+class GroupNormConfig(LayerConfig):
+    type: Literal["group_norm"]
+    num_groups: Size = Field(description="Channel groups, each normalized over its channels "
+                                         "and every position; must divide the channels.")
+    eps: PositiveReal = 1e-5
+    affine: bool = Field(True, description="A learned weight and bias per channel.")
+    num_channels: Size | None = Field(None, description="Inferred; checked if given.")
+
+
+@register
+class GroupNorm(LayerKind):
+    """nn.GroupNorm on a channels-first map (or a vector of channels)."""
+    name = "group_norm"
+    family = "norm"
+    Config = GroupNormConfig
+    base_name = "gn"
+    layouts = CHANNELS_FIRST
+
+    def output_shape(self, cfg, inputs):
+        c = inputs[0][0]
+        check_declared(cfg, "num_channels", c)
+        if c % cfg.num_groups:
+            raise ShapeProblem(f"num_groups {cfg.num_groups} does not divide the {c} channels",
+                               field="num_groups", hint=divisor_hint("num_groups", c, "channels"))
+        return inputs[0]
+
+    def counts(self, cfg, inputs, output):
+        c = inputs[0][0]
+        return Counts(params=2 * c if cfg.affine else 0, param_tensors=2 if cfg.affine else 0)
+
+    def rf_steps(self, cfg, inputs):
+        return None if len(inputs[0]) > 1 else []
+
+    def notes(self, cfg, inputs):
+        return [f"group_norm: {WHOLE_MAP}"] if len(inputs[0]) > 1 else []
+
+    def label(self, cfg, inputs):
+        return f"group norm {cfg.num_groups}"
+
+    def saved(self, cfg, inputs, output, grad):
+        """native_group_norm keeps its input and the mean and 1/std of every group."""
+        if not grad.any:
+            return []
+        return [SAVES_INPUT] + [Saved("new", shape=(cfg.num_groups,))] * 2
+
+
+class InstanceNormConfig(LayerConfig):
+    type: Literal["instance_norm"]
+    eps: PositiveReal = 1e-5
+    momentum: confloat(ge=0, le=1) | None = 0.1
+    affine: bool = Field(False, description="A learned weight and bias per channel.")
+    track_running_stats: bool = Field(False, description=(
+        "Keep running averages (buffers) and normalize with them in eval."))
+    num_features: Size | None = Field(None, description="Inferred; checked if given.")
+
+
+@register
+class InstanceNorm(LayerKind):
+    """nn.InstanceNorm1d/2d/3d by the input's rank: each channel of each sample normalized over
+    its positions."""
+    name = "instance_norm"
+    family = "norm"
+    Config = InstanceNormConfig
+    base_name = "inorm"
+    layouts = frozenset({"channels_first"})
+
+    def output_shape(self, cfg, inputs):
+        require_spatial("instance_norm", inputs[0])
+        check_declared(cfg, "num_features", inputs[0][0])
+        return inputs[0]
+
+    def counts(self, cfg, inputs, output):
+        c = inputs[0][0]
+        return Counts(params=2 * c if cfg.affine else 0,
+                      buffers=2 * c + 1 if cfg.track_running_stats else 0,
+                      param_tensors=2 if cfg.affine else 0)
+
+    def rf_steps(self, cfg, inputs):
+        if cfg.track_running_stats:  # eval normalizes with the running averages: per position
+            return [RFStep(1, 1, 0)] * (len(inputs[0]) - 1)
+        return None
+
+    def notes(self, cfg, inputs):
+        return [] if cfg.track_running_stats else [f"instance_norm: {WHOLE_MAP}"]
+
+    def label(self, cfg, inputs):
+        return "instance norm"
+
+    def saved(self, cfg, inputs, output, grad):
+        """F.instance_norm is a batch norm over [1, N*C, ...]: it keeps the input (a view),
+        the mean and 1/std of every channel of every sample, and the weight and running
+        averages repeated once per sample (new tensors, [N*C] each)."""
+        if not grad.any:
+            return []
+        c = inputs[0][0]
+        repeated = [Saved("new", shape=(c,))] * (cfg.affine + 2 * cfg.track_running_stats)
+        return [SAVES_INPUT] + [Saved("new", shape=(c,))] * 2 + repeated
 
 
 class LRNConfig(LayerConfig):

@@ -442,7 +442,8 @@ CALLS: dict[str, Callable[[_Writer, Node, nn.Module, list[str]], Call]] = {
         "adaptive_avg_pool", "adaptive_max_pool", "batch_norm", "local_response_norm",
         "dropout", "upsample", "projection", "relu", "leaky_relu", "relu6", "elu", "gelu",
         "silu", "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax", "log_softmax",
-        "identity", "embedding")},
+        "identity", "embedding", "swish", "mish", "softplus", "prelu", "group_norm",
+        "instance_norm", "pad", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle")},
 }
 INLINE = {"concat", "add", "multiply", "global_avg_pool", "global_max_pool", "stochastic_depth",
           "permute", "transpose", "slice", "index", "reshape", "squeeze", "unsqueeze"}

@@ -146,6 +146,48 @@ def batch_norm(kind, cfg, inputs, output):
                                affine=cfg.affine, track_running_stats=cfg.track_running_stats)
 
 
+@lowers("prelu")
+def prelu(kind, cfg, inputs, output):
+    return nn.PReLU(cfg.num_parameters, init=cfg.init)
+
+
+@lowers("group_norm")
+def group_norm(kind, cfg, inputs, output):
+    return nn.GroupNorm(cfg.num_groups, inputs[0][0], eps=cfg.eps, affine=cfg.affine)
+
+
+@lowers("instance_norm")
+def instance_norm(kind, cfg, inputs, output):
+    cls = {2: nn.InstanceNorm1d, 3: nn.InstanceNorm2d, 4: nn.InstanceNorm3d}[len(inputs[0])]
+    return cls(inputs[0][0], eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine,
+               track_running_stats=cfg.track_running_stats)
+
+
+@lowers("pad")
+def pad(kind, cfg, inputs, output):
+    """Every spatial dim listed (F.pad's order, last dim first), so every mode takes it."""
+    pads = tuple(v for lo_hi in reversed(kind.pairs(cfg, inputs[0])) for v in lo_hi)
+    nd = len(inputs[0]) - 1
+    if cfg.mode == "constant":
+        return tm.constant_pad_class(nd)(pads, float(cfg.value or 0.0))
+    return tm.pad_class(cfg.mode, nd)(pads)
+
+
+@lowers("pixel_shuffle")
+def pixel_shuffle(kind, cfg, inputs, output):
+    return nn.PixelShuffle(cfg.upscale_factor)
+
+
+@lowers("pixel_unshuffle")
+def pixel_unshuffle(kind, cfg, inputs, output):
+    return nn.PixelUnshuffle(cfg.downscale_factor)
+
+
+@lowers("channel_shuffle")
+def channel_shuffle(kind, cfg, inputs, output):
+    return nn.ChannelShuffle(cfg.groups)
+
+
 @lowers("local_response_norm")
 def local_response_norm(kind, cfg, inputs, output):
     return nn.LocalResponseNorm(cfg.size, alpha=cfg.alpha, beta=cfg.beta, k=cfg.k)
@@ -170,8 +212,8 @@ def upsample(kind, cfg, inputs, output):
                        align_corners=cfg.align_corners)
 
 
-@lowers("relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "hardswish", "hardsigmoid",
-        "sigmoid", "tanh", "softmax", "log_softmax", "identity")
+@lowers("relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "swish", "mish", "softplus",
+        "hardswish", "hardsigmoid", "sigmoid", "tanh", "softmax", "log_softmax", "identity")
 def activation(kind, cfg, inputs, output):
     extra = cfg.model_dump(exclude={"type", "name", "from_", "trainable"})
     return getattr(nn, kind.torch_name)(**extra)  # dim counts as in PyTorch

@@ -39,6 +39,16 @@ def adaptive_pool_class(op: str, ndim: int) -> type[nn.Module]:
     return getattr(nn, {"max": "AdaptiveMaxPool", "avg": "AdaptiveAvgPool"}[op] + f"{ndim}d")
 
 
+def constant_pad_class(ndim: int) -> type[nn.Module]:
+    return getattr(nn, f"ConstantPad{ndim}d")
+
+
+def pad_class(mode: str, ndim: int) -> type[nn.Module]:
+    """nn.ReflectionPad / ReplicationPad / CircularPad of that many spatial dims."""
+    return getattr(nn, {"reflect": "ReflectionPad", "replicate": "ReplicationPad",
+                        "circular": "CircularPad"}[mode] + f"{ndim}d")
+
+
 @cache
 def _padded_class(base: type[nn.Module]) -> type[nn.Module]:
     """Subclass of a conv/pool that pads explicitly first (asymmetric 'same' padding), keeping
