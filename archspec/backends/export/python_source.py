@@ -94,6 +94,8 @@ def wrapped(start: str, items: list[str], end: str, indent: str = INDENT,
     inner = indent + "    "
     if len(inner) + len(", ".join(items)) <= WIDTH:
         return above + [f"{indent}{start}", f"{inner}{', '.join(items)}", f"{indent}{end}"]
+    if len(items) == 1:  # no trailing comma: it would make a parenthesised expression a tuple
+        return above + [f"{indent}{start}", f"{inner}{items[0]}", f"{indent}{end}"]
     return above + [f"{indent}{start}", *(f"{inner}{item}," for item in items), f"{indent}{end}"]
 
 
@@ -108,6 +110,7 @@ class _Writer:
         self.containers: set[str] = set()
         self.init: list[str] = []
         self.fixed: list[str] = []
+        self.helpers: set[str] = set()  # methods the forward calls, written after it
 
     def source(self) -> str:
         forward = self.forward_lines()
@@ -123,6 +126,8 @@ class _Writer:
             body += [f"{INDENT}with torch.no_grad():  # fixed weights written in the spec",
                      *(f"    {line}" for line in self.fixed)]
         body += ["", "    def forward(self, x):", *forward]
+        if "drop_path" in self.helpers:
+            body += DROP_PATH.rstrip("\n").split("\n")
         return "\n".join(self.header() + body) + "\n"
 
     def header(self) -> list[str]:
@@ -340,17 +345,26 @@ def _direct_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]
 
 def _stochastic_depth_call(writer: _Writer, node: Node, module: nn.Module,
                            args: list[str]) -> Call:
-    """Drop path without torchvision, drawing what the compiled module draws: in training the
-    input times a Bernoulli(1 - p) noise per sample (row) or per batch, divided by 1 - p."""
-    x = args[0]
+    """Drop path without torchvision: a call of the class's drop_path method (written once, in
+    the file), which draws what the compiled module draws."""
     if module.p == 0:
-        return "", [x], ""
-    survival = 1.0 - module.p
-    rank = len(writer.analysis.layers[node.name].output_shape)
-    size = ", ".join([f"{x}.shape[0]" if module.mode == "row" else "1"] + ["1"] * rank)
-    noise = f"{x}.new_empty({size}).bernoulli_({_literal(survival)})" + \
-        (f".div_({_literal(survival)})" if survival > 0 else "")
-    return "(", [f"{x} * {noise} if self.training else {x}"], ")"
+        return "", [args[0]], ""
+    writer.helpers.add("drop_path")
+    items = [args[0], _literal(1.0 - module.p)] + (["per_sample=False"] if module.mode == "batch"
+                                                   else [])
+    return "self.drop_path(", items, ")"
+
+
+DROP_PATH = '''
+    def drop_path(self, x, survival, per_sample=True):
+        """Stochastic depth (torchvision.ops.stochastic_depth): in training, x times a
+        Bernoulli(survival) noise per sample (or one for the batch), divided by survival."""
+        if not self.training:
+            return x
+        noise = x.new_empty([x.shape[0] if per_sample else 1] + [1] * (x.dim() - 1))
+        noise.bernoulli_(survival)
+        return x * (noise.div_(survival) if survival > 0 else noise)
+'''
 
 
 def _global_pool_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
