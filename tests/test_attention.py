@@ -151,8 +151,8 @@ def test_pytorch_and_keras_spellings_suggest_multi_head_attention(spelling):
     import archspec
     from archspec.errors import SpecError
     with pytest.raises(SpecError) as info:
-        archspec.loads(f"name: t\ninput: [6, 16]\nlayers:\n  - {{type: {spelling}, "
-                       "num_heads: 2}\n")
+        archspec.loads(f"name: t\ninput: {{shape: [6, 16], layout: tokens}}\nlayers:\n"
+                       f"  - {{type: {spelling}, num_heads: 2}}\n")
     (d,) = info.value.diagnostics
     assert d.message == f"unknown layer type '{spelling}'"
     assert d.hint == "did you mean 'multi_head_attention'?" and (d.line, d.column) == (4, 12)
@@ -160,11 +160,12 @@ def test_pytorch_and_keras_spellings_suggest_multi_head_attention(spelling):
 
 ATTENTION_SPEC = """
 name: attention kinds
-input: [6, 16]
+input: {shape: [6, 16], layout: tokens}
 layers:
   - {type: multi_head_attention, name: self_attn, num_heads: 4}
   - {type: multi_head_attention, name: causal, num_heads: 2, causal: true, bias: false}
-  - {type: conv, name: memory, out_channels: 3, kernel_size: 5, from: input}
+  - {type: dense, name: narrow, out_features: 12, from: input}
+  - {type: parameter, name: memory, mode: prepend}
   - {type: multi_head_attention, name: cross, num_heads: 2, from: [causal, memory]}
 """
 
@@ -179,7 +180,7 @@ def test_attention_exports_to_python_torch_export_and_onnx(tmp_path):
     from archspec.backends.pytorch.compiler import class_name
     network = archspec.loads(ATTENTION_SPEC)
     analysis = archspec.analyze(network)
-    assert analysis.layers["cross"].input_shapes == [(6, 16), (3, 12)]
+    assert analysis.layers["cross"].input_shapes == [(6, 16), (7, 12)]
     torch.manual_seed(0)
     model = archspec.compile(network).eval()
     namespace: dict = {}

@@ -115,7 +115,7 @@ outputs: [probs, logprobs]
 # the kinds that take token sequences [L, E] (features last)
 TOKEN_KINDS = """
 name: token kinds
-input: [6, 16]
+input: {shape: [6, 16], layout: tokens}
 layers:
   - {type: multi_head_attention, name: attn, num_heads: 4, dropout: 0.1}
   - {type: multi_head_attention, name: causal, num_heads: 2, causal: true, bias: false}

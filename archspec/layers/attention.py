@@ -14,10 +14,12 @@ from typing import Literal
 
 from pydantic import Field, confloat
 
-from .base import (REGISTRY, SAVES_INPUT, Counts, GradFlow, LayerConfig, LayerKind, PositiveReal, Saved, Shape,
-                   ShapeProblem, Size, register, sequence_input)
+from .base import (REGISTRY, SAVES_INPUT, Counts, GradFlow, LayerConfig, LayerKind, PositiveReal,
+                   Saved, Shape, ShapeProblem, Size, register, sequence_input,
+                   sequence_layout_problem)
 
 Probability = confloat(ge=0, lt=1)  # 1 would drop every attention weight
+SEQUENCE = frozenset({"channels_last"})  # tokens [L, E], features last, as lstm takes
 
 
 def divisors_near(n: int, around: int, count: int = 6) -> list[int]:
@@ -79,6 +81,10 @@ class MultiHeadAttention(LayerKind):
     Config = MultiHeadAttentionConfig
     base_name = "attn"
     max_inputs = 2
+    layouts = SEQUENCE
+
+    def layout_problem(self, cfg, shape, layout):
+        return sequence_layout_problem(self.name, shape, layout)
 
     def dims(self, cfg, inputs) -> tuple[int, int, int, int, int]:
         """(L, S, E, kdim, vdim): query length, key length, embedding, key and value widths."""
@@ -191,6 +197,9 @@ class TransformerEncoderLayer(LayerKind):
     family = "attention"
     Config = TransformerEncoderLayerConfig
     base_name = "encoder_layer"
+    layouts = SEQUENCE
+
+    layout_problem = MultiHeadAttention.layout_problem
 
     def output_shape(self, cfg, inputs):
         length, embed = token_sequence(self.name, inputs[0])

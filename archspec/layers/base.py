@@ -347,6 +347,23 @@ def wrong_layout(kind: str, shape: Shape, layout: str, accepted: frozenset[str])
                         hint=f"move the channels last: insert {move} before it")
 
 
+def sequence_layout_problem(kind: str, shape: Shape, layout: str) -> ShapeProblem:
+    """wrong_layout for a kind on token sequences [L, D]: a map of two or more spatial dims is
+    flattened to its positions first (ViT's patches), since moving its channels last alone
+    leaves it a map."""
+    if layout != "channels_first" or len(shape) < 3:
+        return wrong_layout(kind, shape, layout, frozenset({"channels_last"}))
+    positions = 1
+    for n in shape[1:]:
+        positions *= n
+    return ShapeProblem(
+        f"{kind} expects features on the last axis (channels last, as a token sequence [L, D]) "
+        f"but its input is {describe_layout(shape, layout)}",
+        hint=f"move the channels last: insert {{type: flatten, start_dim: 2}} then {{type: "
+             f"transpose, dims: [1, 2]}} before it (a sequence of {positions} positions of "
+             f"{shape[0]} features)")
+
+
 def fmt_shape(shape: Shape) -> str:
     return "x".join(str(s) for s in shape)
 

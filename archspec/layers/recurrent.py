@@ -15,7 +15,7 @@ from annotated_types import Ge, Le
 from pydantic import Field, confloat
 
 from .base import (Counts, LayerConfig, LayerKind, Offset, RFStep, Saved, Shape, ShapeProblem,
-                   Size, check_declared, register, sequence_input)
+                   Size, check_declared, register, sequence_input, sequence_layout_problem)
 
 MAX_RECURRENT_LAYERS = 100  # each layer is a loop over the sequence; deeper stacks are typos
 LayerCount = Annotated[int, Ge(1), Le(MAX_RECURRENT_LAYERS)]
@@ -69,6 +69,9 @@ class _Recurrent(LayerKind):
     layouts = frozenset({"channels_last"})  # a sequence [L, D], features last
     gates: int = 0
     title = ""
+
+    def layout_problem(self, cfg, shape, layout):
+        return sequence_layout_problem(self.name, shape, layout)
 
     @staticmethod
     def out_size(cfg) -> int:

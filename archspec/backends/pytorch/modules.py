@@ -168,8 +168,12 @@ class Attention(nn.MultiheadAttention):
         key = query if key is None else key
         value = key if value is None else value
         mask = causal_mask(query.shape[1], query.device) if self.causal else None
-        return super().forward(query, key, value, need_weights=False, attn_mask=mask,
-                               is_causal=self.causal)[0]
+        output = super().forward(query, key, value, need_weights=False, attn_mask=mask,
+                                 is_causal=self.causal)[0]
+        # PyTorch's output is a batch-first view of a sequence-first [L, N, E] storage: a layer
+        # reading it twice (two attentions, or a query and a memory) would share one "copy" of
+        # it. Contiguous, every later layer sees the layout its memory rule states.
+        return output.contiguous()
 
     def extra_repr(self):
         return "causal=True" if self.causal else ""
