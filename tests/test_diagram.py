@@ -371,6 +371,16 @@ def test_resnet50_fits_a_page_at_depth_1_and_shows_every_conv_at_full_depth(tmp_
     assert len(full.edge_pairs("skip")) == 16
 
 
+def test_convnext_stages_are_one_box_each_at_depth_1(tmp_path):
+    """ConvNeXt-T's features open at depth 1; each stage, a repeat of CNBlocks, is one box."""
+    pic = parse_svg(render_analysis(archspec.analyze(SPECS / "convnext_tiny.yaml"),
+                                    tmp_path / "convnext.svg", depth=1))
+    stages = {name: node.texts[0] for name, node in pic.nodes.items() if "cnblock" in node.texts[0]}
+    assert stages == {"features.1": "cnblock x 3", "features.3": "cnblock x 3",
+                      "features.5": "cnblock x 9", "features.7": "cnblock x 3"}
+    assert "96x56x56" in pic.nodes["features.1"].texts
+
+
 ZOO = sorted(SPECS.glob("*.yaml"))
 
 

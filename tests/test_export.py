@@ -34,7 +34,8 @@ RUNNABLE = [p for p in ZOO if p.stem not in HUGE]
 # Tracing a big network for torch.export and converting it to ONNX takes 10-20 s of CPU each
 # (graph size and weight bytes); CI runs them, a developer's run opts in with ARCHSPEC_SLOW_TESTS=1.
 HEAVY = {"alexnet", "vgg16", "googlenet", "googlenet_paper", "inception_v3", "mobilenet_v2",
-         "resnet50", "squeezenet1_0", "squeezenet1_1", "vgg", "densenet", "efficientnet_b0"}
+         "resnet50", "squeezenet1_0", "squeezenet1_1", "vgg", "densenet", "efficientnet_b0",
+         "convnext_tiny"}
 RUN_HEAVY = bool(os.environ.get("CI") or os.environ.get("ARCHSPEC_SLOW_TESTS"))
 
 

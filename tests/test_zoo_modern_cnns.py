@@ -1,13 +1,15 @@
-"""specs/efficientnet_b0.yaml run as torchvision's model: a state_dict in torchvision's layout
-(tests/data/torchvision/, random values) loads strictly into the compiled spec, whose output
-equals a forward written here in plain PyTorch functions from torchvision's definition (its
-block table and module order), and whose analysis and FlopCounterMode run give torchvision's
-measured counts.
+"""specs/efficientnet_b0.yaml and specs/convnext_tiny.yaml run as torchvision's models: a
+state_dict in torchvision's layout (tests/data/torchvision/, random values) loads strictly into
+the compiled spec, whose output equals a forward written here in plain PyTorch functions from
+torchvision's definition (its block table and module order), and whose analysis and
+FlopCounterMode run give torchvision's measured counts; drop-path rates are torchvision's.
 
 MACs: torchvision's figure is FlopCounterMode's FLOPs / 2, which counts convolutions and
-linear layers (their products, not bias adds) and nothing else: batch norm, SiLU, sigmoid,
-pooling and squeeze-and-excitation's gate multiply count 0 there, as in archspec's convention
-(one MAC per weight use), so the figures are equal with no adjustment."""
+linear layers (their products, not bias adds) and nothing else: batch and layer norm, SiLU,
+GELU, sigmoid, pooling, squeeze-and-excitation's gate multiply and ConvNeXt's layer_scale
+multiply count 0 there, as in archspec's convention (one MAC per weight use), so the figures
+are equal with no adjustment. ConvNeXt's linear layers run on channels-last maps [H, W, C]:
+H x W x in x out each, in both."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -95,44 +97,106 @@ def efficientnet_b0_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, sd["classifier.1.weight"], sd["classifier.1.bias"])
 
 
-@pytest.fixture(scope="module")
-def efficientnet():
-    return compiled("efficientnet_b0")
+def drop_rates(analysis: archspec.Analysis) -> dict[str, float]:
+    nodes = analysis.network.nodes
+    return {name: node.cfg.p for name, node in nodes.items() if node.cfg.type == "stochastic_depth"}
 
 
-def test_efficientnet_b0_runs_as_torchvisions_forward(efficientnet):
-    _, model, state = efficientnet
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ours, theirs = model(x), efficientnet_b0_forward(state, x)
-    assert ours.shape == (1, 1000)
-    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5 * theirs.abs().max().item())
-    assert (theirs - state["classifier.1.bias"]).std() > 0.05   # not the bias alone
-
-
-def test_efficientnet_b0_drops_paths_at_torchvisions_rates(efficientnet):
+def test_efficientnet_b0_drops_paths_at_torchvisions_rates():
     """Block k of 16 drops its residual path with 0.2 * k / 16; blocks without a skip have
     none (torchvision keeps the module there but never calls it)."""
-    analysis, _, _ = efficientnet
+    analysis = archspec.analyze(ROOT / "specs" / "efficientnet_b0.yaml")
     rates, k = {}, 0
     for stage, (_, _, first_stride, c_in, c_out, blocks) in enumerate(B0, start=1):
         for b in range(blocks):
             if (first_stride if b == 0 else 1) == 1 and (c_out if b else c_in) == c_out:
                 rates[f"features.{stage}.{b}.stochastic_depth"] = 0.2 * k / 16
             k += 1
-    nodes = analysis.network.nodes
-    assert {name: nodes[name].cfg.p for name in nodes if nodes[name].cfg.type == "stochastic_depth"} \
-        == pytest.approx(rates)
-    assert {nodes[name].cfg.mode for name in rates} == {"row"}
+    assert drop_rates(analysis) == pytest.approx(rates)
+    assert {analysis.network.nodes[name].cfg.mode for name in rates} == {"row"}
 
 
-def test_efficientnet_b0_counts_are_torchvisions(efficientnet):
-    analysis, model, _ = efficientnet
-    ref = layout("efficientnet_b0")
+# ---- ConvNeXt-T ----------------------------------------------------------------------------------
+
+CONVNEXT_T = [(96, 3), (192, 3), (384, 9), (768, 3)]   # torchvision's block_setting: dim, blocks
+
+
+def convnext_tiny_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ConvNeXt-T in eval mode, on the tensors of its state_dict."""
+    def layer_norm_2d(prefix, x):                 # LayerNorm2d: over C, channels last and back
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], sd[f"{prefix}.weight"],
+                         sd[f"{prefix}.bias"], 1e-6)
+        return y.permute(0, 3, 1, 2)
+
+    x = F.conv2d(x, sd["features.0.0.weight"], sd["features.0.0.bias"], stride=4)
+    x = layer_norm_2d("features.0.1", x)
+    for stage, (dim, blocks) in enumerate(CONVNEXT_T):
+        for b in range(blocks):                   # CNBlock
+            p = f"features.{2 * stage + 1}.{b}"
+            y = F.conv2d(x, sd[f"{p}.block.0.weight"], sd[f"{p}.block.0.bias"], padding=3,
+                         groups=dim).permute(0, 2, 3, 1)
+            y = F.layer_norm(y, (dim,), sd[f"{p}.block.2.weight"], sd[f"{p}.block.2.bias"], 1e-6)
+            y = F.gelu(F.linear(y, sd[f"{p}.block.3.weight"], sd[f"{p}.block.3.bias"]))
+            y = F.linear(y, sd[f"{p}.block.5.weight"], sd[f"{p}.block.5.bias"])
+            x = sd[f"{p}.layer_scale"] * y.permute(0, 3, 1, 2) + x   # stochastic depth: identity
+        if stage < len(CONVNEXT_T) - 1:           # downsampling
+            p = f"features.{2 * stage + 2}"
+            x = F.conv2d(layer_norm_2d(f"{p}.0", x), sd[f"{p}.1.weight"], sd[f"{p}.1.bias"],
+                         stride=2)
+    x = layer_norm_2d("classifier.0", F.adaptive_avg_pool2d(x, 1)).flatten(1)
+    return F.linear(x, sd["classifier.2.weight"], sd["classifier.2.bias"])
+
+
+def test_convnext_tiny_drops_paths_at_torchvisions_rates():
+    """Block k of 18 drops its residual path with 0.1 * k / 17 (the last block: 0.1)."""
+    analysis = archspec.analyze(ROOT / "specs" / "convnext_tiny.yaml")
+    names = [f"features.{2 * stage + 1}.{b}.stochastic_depth"
+             for stage, (_, blocks) in enumerate(CONVNEXT_T) for b in range(blocks)]
+    assert drop_rates(analysis) == pytest.approx({name: 0.1 * k / 17 for k, name in enumerate(names)})
+
+
+def test_convnext_tiny_macs_derived_by_hand():
+    """Stem, then per block a 7x7 depthwise conv and two linear layers (C -> 4C -> C) at every
+    position, a 2x2 stride-2 conv between stages, the classifier: torchvision's measured figure."""
+    macs, positions = 3 * 96 * 4 * 4 * 56 * 56, 56 * 56
+    for stage, (dim, blocks) in enumerate(CONVNEXT_T):
+        macs += blocks * positions * (7 * 7 * dim + 2 * dim * 4 * dim)
+        if stage < len(CONVNEXT_T) - 1:
+            positions //= 4
+            macs += positions * 2 * 2 * dim * 2 * dim
+    macs += 768 * 1000
+    assert macs == layout("convnext_tiny").macs
+    assert archspec.analyze(ROOT / "specs" / "convnext_tiny.yaml").macs == macs
+
+
+# ---- both: torchvision's state_dict loads, the output is torchvision's, the counts too --------
+
+FORWARD = {"efficientnet_b0": (efficientnet_b0_forward, "classifier.1.bias"),
+           "convnext_tiny": (convnext_tiny_forward, "classifier.2.bias")}
+
+
+@pytest.fixture(scope="module", params=sorted(FORWARD))
+def model(request):
+    return request.param, *compiled(request.param)
+
+
+def test_runs_as_torchvisions_forward(model):
+    name, _, compiled_model, state = model
+    forward, classifier_bias = FORWARD[name]
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = compiled_model(x), forward(state, x)
+    assert ours.shape == (1, 1000)
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5 * theirs.abs().max().item())
+    assert (theirs - state[classifier_bias]).std() > 0.05   # not the classifier's bias alone
+
+
+def test_counts_are_torchvisions(model):
+    name, analysis, compiled_model, _ = model
+    ref = layout(name)
     assert (analysis.params, analysis.buffers, analysis.macs) == (ref.params, ref.buffers, ref.macs)
     assert (analysis.input_shape, analysis.output_shape) == (ref.input, ref.output)
-    assert sum(p.numel() for p in model.parameters()) == ref.params
-    assert sum(b.numel() for b in model.buffers()) == ref.buffers
+    assert sum(p.numel() for p in compiled_model.parameters()) == ref.params
+    assert sum(b.numel() for b in compiled_model.buffers()) == ref.buffers
     with torch.no_grad():
-        assert flop_macs(model, torch.randn(1, *ref.input)) == ref.macs
-
+        assert flop_macs(compiled_model, torch.randn(1, *ref.input)) == ref.macs
