@@ -2,8 +2,24 @@
 locally every run explores new examples (and `--hypothesis-seed=N` replays one)."""
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (-n), tests are spread one by one, except the README examples: they
+    share a scratch folder and build on each other, so one worker runs them all, in order.
+    (--dist loadgroup would do it with a mark, but pytest 9 drops the group it adds to ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ReadmeExamplesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return module if module.endswith("test_readme.py") else nodeid
+
+    return ReadmeExamplesTogether(config, log)

@@ -26,7 +26,7 @@ NOT_RUN = {
     "tools/setup.sh": "installs packages into the running environment; .ci/run runs the "
                       "set-up in a fresh virtualenv before this suite",
     "tools/setup.sh --test": "the same, with the test dependencies",
-    "python3 -m pytest -q": "the test suite itself, which is running now (.ci/run runs it)",
+    "python3 -m pytest -q -n auto": "the test suite itself, which is running now (.ci/run runs it)",
 }
 
 
