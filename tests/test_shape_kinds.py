@@ -404,13 +404,13 @@ def test_vits_patches_and_class_token_are_its_pytorch_code():
     ([8, 6, 7], {"type": "multi_head_attention", "num_heads": 2}),
 ])
 def test_the_layout_hints_insert_a_shape_kind_that_fixes_the_spec(input_, layer):
-    """The hint of a wrong layout names a permute, transpose or reshape; inserting the kinds it
-    names (as YAML flow mappings) makes the spec check."""
+    """The hint of a wrong layout names a permute, transpose, reshape or flatten; inserting the
+    kinds it names (as YAML flow mappings), in order, makes the spec check."""
     import re
 
     import yaml
     d = the_error(input_, layer)
-    fixes = [yaml.safe_load(m) for m in re.findall(r"\{type: (?:permute|transpose|reshape)[^}]*\}",
+    fixes = [yaml.safe_load(m) for m in re.findall(r"\{type: (?:permute|transpose|reshape|flatten)[^}]*\}",
                                                    d.hint)]
     assert fixes, d.hint
     analysis = analyze(input_, *fixes, layer)
