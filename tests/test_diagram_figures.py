@@ -191,10 +191,10 @@ def test_a_drawing_too_tall_for_a_page_warns_and_names_a_depth_that_fits(tmp_pat
     # (conv bn relu conv bn add relu); global pool, dense
     boxes = 5 + 8 * 7 + 2
     assert re.search(rf"^warning: the diagram will be about [\d,]+ pixels tall \({boxes} boxes "
-                     r"end to end\), more than a page shows legibly$", result.stderr, re.M)
+                     r"end to end\), more than a page shows legibly$", result.stderr, re.MULTILINE)
     assert re.search(r"^  hint: draw blocks as single boxes with --depth 1 \(about [\d,]+ px\), "
                      r"or one box per conv with its norm and activation \(--fuse\)$",
-                     result.stderr, re.M), result.stderr
+                     result.stderr, re.MULTILINE), result.stderr
     quiet = subprocess.run([sys.executable, "-m", "archspec", "diagram",
                             str(SPECS / "resnet18.yaml"), "-o", str(out), "--depth", "1"],
                            capture_output=True, text=True, check=False)

@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "examples" / "train.py"
 LENET = ROOT / "specs" / "lenet5.yaml"
 SUMMARY = re.compile(r"^loss (\d+\.\d+) -> (\d+\.\d+) \(mean of the first and last 5 steps, "
-                     r"(\d) process(?:es)?\); wrote (.+)$", re.M)
+                     r"(\d) process(?:es)?\); wrote (.+)$", re.MULTILINE)
 
 
 def step_losses(text: str) -> list[float]:
-    return [float(v) for v in re.findall(r"^step \d+/20: loss (\d+\.\d+)$", text, re.M)]
+    return [float(v) for v in re.findall(r"^step \d+/20: loss (\d+\.\d+)$", text, re.MULTILINE)]
 
 
 def test_two_ddp_processes_train_lenet5_like_one_and_save_a_loadable_checkpoint(tmp_path, capsys,

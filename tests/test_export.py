@@ -223,7 +223,7 @@ def compiled_small(spec: str):
     full = archspec.analyze(archspec.load(spec))
     for size in SMALLER_SIZES:
         small = re.sub(r"^input: \[3, \d+, \d+\]", f"input: [3, {size}, {size}]", text,
-                       count=1, flags=re.M)
+                       count=1, flags=re.MULTILINE)
         try:
             network = archspec.loads(small, filename=spec, params=SMALLER_PARAMS.get(path.stem))
             analysis = archspec.analyze(network)

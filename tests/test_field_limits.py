@@ -3,7 +3,7 @@ set to boundary values, is either refused with a located error or verifies on th
 from __future__ import annotations
 
 import typing
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import yaml
@@ -17,7 +17,7 @@ from archspec.errors import SpecError
 from archspec.layers import COMPOSITES, REGISTRY
 
 pytest.importorskip("torch")
-from archspec.backends.verify import mismatches  # noqa: E402
+from archspec.backends.verify import mismatches
 
 INPUT_SHAPES = ([2, 8, 8], [4], [2, 8], [2, 4, 4, 4], {"shape": [4, 8], "layout": "tokens"},
                 {"shape": [8], "layout": "ids"}, [4, 8, 8])  # [4, 8, 8]: pixel_shuffle by 2
@@ -86,7 +86,7 @@ def spec_text(shape: list[int] | dict, layer: dict) -> str:
     return yaml.safe_dump({"name": "t", "input": shape, "layers": [layer]}, sort_keys=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def baseline_input(kind_name: str) -> int:
     """Which of INPUT_SHAPES the kind's baseline layer checks on."""
     for index, shape in enumerate(INPUT_SHAPES):

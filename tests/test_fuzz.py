@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 import archspec
 from archspec.errors import ArchspecError, SpecError
-from archspec.layers import COMPOSITES, REGISTRY
 from archspec.frontend import build_network, load_yaml
 from archspec.frontend.yaml_loader import _LINE_BREAK, load_yaml_file
+from archspec.layers import COMPOSITES, REGISTRY
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 ZOO = {p.stem: load_yaml_file(p)[0] for p in SPECS}

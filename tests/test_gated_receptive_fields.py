@@ -38,6 +38,7 @@ def test_squeeze_and_excitation_keeps_the_spatial_paths_field():
 
 def test_the_table_shows_the_field_and_the_note():
     from click.testing import CliRunner
+
     from archspec.cli import main
     runner = CliRunner()
     with runner.isolated_filesystem():

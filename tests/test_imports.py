@@ -5,8 +5,8 @@ without the imported files."""
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import time

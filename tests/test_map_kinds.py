@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec

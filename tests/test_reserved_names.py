@@ -10,8 +10,7 @@ import sys
 
 import pytest
 import torch
-import torch.fx as fx
-import torch.nn as nn
+from torch import fx, nn
 
 import archspec
 from archspec.backends.checkpoint import FORMAT

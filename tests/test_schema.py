@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_naming_rules import BASIC_BLOCKS, DENSE_BLOCK, INCEPTION, VGG_LIKE
 
 import archspec
-
 from archspec.cli import main
-from archspec.layers import COMPOSITES, REGISTRY
 from archspec.frontend.schema import spec_json_schema
 from archspec.frontend.yaml_loader import load_yaml, load_yaml_file
-from test_naming_rules import BASIC_BLOCKS, DENSE_BLOCK, INCEPTION, VGG_LIKE
+from archspec.layers import COMPOSITES, REGISTRY
 
 jsonschema = pytest.importorskip("jsonschema")
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
