@@ -35,7 +35,7 @@ RUNNABLE = [p for p in ZOO if p.stem not in HUGE]
 # (graph size and weight bytes); CI runs them, a developer's run opts in with ARCHSPEC_SLOW_TESTS=1.
 HEAVY = {"alexnet", "vgg16", "googlenet", "googlenet_paper", "inception_v3", "mobilenet_v2",
          "resnet50", "squeezenet1_0", "squeezenet1_1", "vgg", "densenet", "efficientnet_b0",
-         "convnext_tiny"}
+         "convnext_tiny", "vit_b_16"}
 RUN_HEAVY = bool(os.environ.get("CI") or os.environ.get("ARCHSPEC_SLOW_TESTS"))
 
 
@@ -281,6 +281,30 @@ def test_python_source_loads_the_compiled_state_dict_and_computes_the_same(spec)
         for (name, a), (_, b) in zip(sorted(generated.state_dict().items()),
                                      sorted(model.state_dict().items())):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+
+
+LONG = "a_layer_name_long_enough_that_a_sum_of_two_of_them_does_not_fit_on_one_line"
+
+
+def test_python_source_breaks_long_sums_inside_brackets():
+    """x.add_(y) and a * b with long names wrap as x.add_(<newline> y) and (<newline> a * b),
+    not at a bare operator, which would not parse (ViT's residual adds in its scopes)."""
+    analysis = archspec.analyze(archspec.loads(f"""
+name: long names
+input: [4]
+layers:
+  - {{type: dense, name: {LONG}_1, out_features: 4}}
+  - {{type: dense, name: {LONG}_2, out_features: 4, from: input}}
+  - {{type: add, name: {LONG}_sum, from: [{LONG}_1, {LONG}_2]}}
+  - {{type: multiply, name: {LONG}_product, from: [{LONG}_sum, {LONG}_2]}}
+"""))
+    model = archspec.compile(analysis.network).eval()
+    source = python_source(analysis)
+    generated = generated_class(source, analysis)()
+    generated.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert_outputs_equal(generated.eval()(x), model(x))
 
 
 def test_python_source_has_the_spec_literal_weights_without_a_state_dict():

@@ -23,7 +23,7 @@ DEVICE = {"fc_400x600": "meta"}
 # test_memory_rules.py. PyTorch's CPU has no half avg_pool3d, which GoogLeNet's LRN uses.
 LARGE = {"alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "googlenet_paper", "mobilenet_v2",
          "inception_v3", "squeezenet1_0", "squeezenet1_1", "vgg", "resnet", "densenet",
-         "efficientnet_b0", "convnext_tiny"}
+         "efficientnet_b0", "convnext_tiny", "vit_b_16"}
 NO_HALF_KERNELS = {"googlenet_paper"}
 
 

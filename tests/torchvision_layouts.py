@@ -17,8 +17,7 @@ from pathlib import Path
 DATA = Path(__file__).parent / "data" / "torchvision"
 MODELS = tuple(sorted(p.stem for p in DATA.glob("*.json")))
 
-# The zoo spec and --set values that make each model (issue 12's acceptance commands). Models
-# in the data without a zoo spec yet (vit_b_16) are left out.
+# The zoo spec and --set values that make each model (issue 12's acceptance commands).
 _RESNETS = {"resnet18": {"depth": 18}, "resnet34": {"depth": 34}, "resnet50": {"depth": 50},
             "resnet101": {"depth": 101}, "resnet152": {"depth": 152},
             "resnext50_32x4d": {"depth": 50, "groups": 32, "width_per_group": 4},
@@ -32,7 +31,7 @@ ZOO: dict[str, tuple[str, dict]] = {
     **{f"densenet{d}": ("specs/densenet.yaml", {"depth": d}) for d in (121, 161, 169, 201)},
     **{name: (f"specs/{name}.yaml", {}) for name in (
         "squeezenet1_0", "squeezenet1_1", "inception_v3", "googlenet", "mobilenet_v2", "alexnet",
-        "efficientnet_b0", "convnext_tiny")},
+        "efficientnet_b0", "convnext_tiny", "vit_b_16")},
 }
 
 

@@ -91,6 +91,8 @@ def wrapped(start: str, items: list[str], end: str, indent: str = INDENT,
     above = [f"{indent}{comment.strip()}"] if comment else []
     if len(line) <= WIDTH:
         return above + [line]
+    if not start.endswith(("(", "[")):  # an expression (a + b) breaks only inside brackets
+        start, end = f"{start}(", f"){end}"
     inner = indent + "    "
     if len(inner) + len(", ".join(items)) <= WIDTH:
         return above + [f"{indent}{start}", f"{inner}{', '.join(items)}", f"{indent}{end}"]
@@ -317,7 +319,7 @@ Call = tuple[str, list[str], str]  # (start, items, end) of a statement's right-
 
 def _add_call(writer: _Writer, node: Node, module: nn.Module, args: list[str]) -> Call:
     if module.inplace:  # into the first, as compiled
-        return args[0], ["".join(f".add_({arg})" for arg in args[1:])], ""
+        return f"{args[0]}.add_(", [args[1]], "".join(f").add_({arg}" for arg in args[2:]) + ")"
     return "", [" + ".join(args)], ""
 
 
