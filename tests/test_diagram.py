@@ -381,6 +381,31 @@ def test_convnext_stages_are_one_box_each_at_depth_1(tmp_path):
     assert "96x56x56" in pic.nodes["features.1"].texts
 
 
+
+def test_vits_twelve_encoder_blocks_fold_into_one_box_and_open_as_clusters(tmp_path):
+    """ViT-B/16's encoder opens at depth 1 and its repeat of encoder blocks is one 'x 12' box;
+    at depth 2 the twelve identical blocks fold into one; at depth 3 each is a cluster with its
+    two residual adds drawn as skips."""
+    analysis = archspec.analyze(SPECS / "vit_b_16.yaml")
+    layers = "encoder.layers"
+    pic = parse_svg(render_analysis(analysis, tmp_path / "vit1.svg", depth=1))
+    assert pic.nodes[layers].texts[0] == "encoder block x 12"
+    assert "197x768" in pic.nodes[layers].texts and "85.05 M params" in pic.nodes[layers].texts
+    assert set(pic.clusters) == {"cluster_encoder", "cluster_heads"}
+
+    fold = f"{layers}.encoder_layer_0..{layers}.encoder_layer_11"
+    pic = parse_svg(render_analysis(analysis, tmp_path / "vit2.svg", depth=2))
+    assert pic.nodes[fold].texts[0] == "encoder block x 12" and "fold" in pic.nodes[fold].classes
+
+    pic = parse_svg(render_analysis(analysis, tmp_path / "vit3.svg", depth=3))
+    blocks = {f"cluster_{layers}.encoder_layer_{i}" for i in range(12)}
+    assert blocks <= set(pic.clusters) and "encoder block" in pic.clusters[min(blocks)].texts[0]
+    first = f"{layers}.encoder_layer_0"
+    assert {f"{first}.ln_1", f"{first}.self_attention", f"{first}.mlp"} <= set(pic.nodes)
+    assert (f"{first}.attention_residual", f"{first}.mlp_residual") in pic.edge_pairs("skip")
+    assert len(pic.edge_pairs("skip")) == 24
+
+
 ZOO = sorted(SPECS.glob("*.yaml"))
 
 
