@@ -482,8 +482,8 @@ def build(spec, output, device, max_memory, max_param_bytes, weights, skip, read
     with reported():
         require_torch()
         network = reader.read_concrete(spec)
-        reader.analyze(spec, network)  # a located error, with the size rule --input breaks
-        written, params, loaded = build_checkpoint(network, spec, output, device, limit,
+        analysis = reader.analyze(spec, network)  # located, with the size rule --input breaks
+        written, params, loaded = build_checkpoint(analysis, spec, output, device, limit,
                                                    weights, skip)
     fresh = f" ({loaded['fresh']:,} left fresh: {', '.join(skip)})" if skip and loaded else ""
     origin = "" if loaded is None else f", {loaded['loaded']:,} tensors {'checked against' if written is None else 'loaded from'} {weights}{fresh}"
@@ -496,15 +496,14 @@ def build(spec, output, device, max_memory, max_param_bytes, weights, skip, read
                    file=status_stream(output))
 
 
-def build_checkpoint(network, spec: str, output: str, device: str, max_memory: int | None,
+def build_checkpoint(analysis, spec: str, output: str, device: str, max_memory: int | None,
                      weights: str | None = None, skip=()):
     """(bytes written or None on the meta device, parameter count, tensors loaded or None).
     Every refusal (output path, disk space, memory) comes before the model is allocated."""
-    from . import analyze
     from .backends.checkpoint import estimated_checkpoint_bytes, save_checkpoint
     from .backends.pytorch.compiler import compile_network
     from .fileio import check_space, output_target
-    analysis = analyze(network)
+    network = analysis.network
     if device != "meta":
         refuse_overwrite(spec, output)
         refuse_overwrite_imports(network, output)

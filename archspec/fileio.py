@@ -63,16 +63,30 @@ def open_input(path: str | os.PathLike, what: str = "file") -> BinaryIO:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
                      | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
+        mode = _mode_or_none(path)  # a socket cannot be opened at all (ENXIO): name what it is
+        if mode is not None and not stat.S_ISREG(mode):
+            raise _not_regular(path, what, mode) from None
         raise _os_failure(path, exc, f"read {what}", "check that the path exists and is a "
                           "readable file") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise FileError(f"cannot read {what} '{os.fspath(path)}': it is {kind_of(mode)}, not a "
-                        "regular file", "give a regular file, or - to read standard input"
-                        if what.startswith("spec") else "give a regular file")
+        raise _not_regular(path, what, mode)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def _mode_or_none(path) -> int | None:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None
+
+
+def _not_regular(path, what: str, mode: int) -> FileError:
+    return FileError(f"cannot read {what} '{os.fspath(path)}': it is {kind_of(mode)}, not a "
+                     "regular file", "give a regular file, or - to read standard input"
+                     if what.startswith("spec") else "give a regular file")
 
 
 def read_bounded(stream: BinaryIO, limit: int) -> bytes:

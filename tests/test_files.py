@@ -102,6 +102,26 @@ def test_a_fifo_or_directory_as_spec_is_refused_without_blocking(tmp_path):
                          f"cannot read spec file '{tmp_path}': it is a directory")
 
 
+
+def test_a_socket_or_device_as_input_is_named_for_what_it_is(tmp_path):
+    """A socket cannot even be opened (ENXIO): the message says it is a socket, like a FIFO's."""
+    sock_path = tmp_path / "spec.sock"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(sock_path))
+        for command in (("check",), ("verify", "--device", "meta"), ("sizes",)):
+            assert_clean_failure(cli(*command[:1], sock_path, *command[1:], timeout=60),
+                                 f"cannot read spec file '{sock_path}': it is a socket, not a "
+                                 "regular file")
+        assert_clean_failure(cli("verify", LENET, "--device", "meta", "--weights", sock_path),
+                             "it is a socket")
+        with pytest.raises(archspec.FileError, match="it is a socket"):
+            archspec.load_checkpoint(sock_path)
+    finally:
+        server.close()
+    null = private_device("/dev/null", tmp_path)
+    assert_clean_failure(cli("check", null), "it is a character device, not a regular file")
+
 # ---- exit statuses ------------------------------------------------------------------------------
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
