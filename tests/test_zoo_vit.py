@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
-from test_zoo_modern_cnns import flop_macs, lively
+from test_zoo_modern_cnns import lively
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision_layouts import layout, random_state_dict
 
 import archspec
@@ -51,37 +51,30 @@ def vit_b_16_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x[:, 0], sd["heads.head.weight"], sd["heads.head.bias"])
 
 
-@pytest.fixture(scope="module")
-def vit():
+def test_vit_b_16_loads_torchvisions_state_dict_and_runs_as_its_forward_and_counts():
+    """One forward of the compiled model (86 M parameters: one is enough), under
+    FlopCounterMode with the math attention kernel and nn.MultiheadAttention's fast path off."""
     analysis = archspec.analyze(archspec.load(SPEC))
-    state = lively(random_state_dict("vit_b_16", seed=3))
-    model = archspec.compile(analysis.network, state_dict=state).eval()   # loads strictly
-    return analysis, model, state
-
-
-def test_vit_b_16_runs_as_torchvisions_forward(vit):
-    _, model, state = vit
-    assert list(model.state_dict()) == layout("vit_b_16").keys()
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ours, theirs = model(x), vit_b_16_forward(state, x)
-    assert ours.shape == (1, 1000)
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5 * theirs.abs().max().item())
-    assert (theirs - state["heads.head.bias"]).std() > 0.05   # not the head's bias alone
-
-
-def test_vit_b_16_counts_are_torchvisions_and_the_math_kernels(vit):
-    analysis, model, _ = vit
     ref = layout("vit_b_16")
     assert (analysis.params, analysis.buffers, analysis.macs) == (ref.params, ref.buffers, ref.macs)
+    state = lively(random_state_dict("vit_b_16", seed=3))
+    model = archspec.compile(analysis.network, state_dict=state).eval()   # loads strictly
+    assert list(model.state_dict()) == ref.keys()
     assert sum(p.numel() for p in model.parameters()) == ref.params
+    x = torch.randn(1, *ref.input, generator=torch.Generator().manual_seed(0))
     fast_path = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with sdpa_kernel(SDPBackend.MATH), torch.no_grad():
-            assert flop_macs(model, torch.randn(1, *ref.input)) == ref.macs
+        with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), FlopCounterMode(display=False) as fc:
+            ours = model(x)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
+    assert fc.get_total_flops() // 2 == ref.macs
+    with torch.no_grad():
+        theirs = vit_b_16_forward(state, x)
+    assert ours.shape == (1, 1000)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5 * theirs.abs().max().item())
+    assert (theirs - state["heads.head.bias"]).std() > 0.05   # not the head's bias alone
 
 
 def test_vit_b_16_macs_derived_by_hand():
