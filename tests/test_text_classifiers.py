@@ -1,6 +1,8 @@
-"""The text classifiers of the zoo against the same networks written in plain PyTorch: the
-LSTM classifier (embedding, bidirectional LSTM, final state, dense). Same weights loaded: the outputs are equal; the
-parameters and MACs equal PyTorch's own counts (FlopCounterMode) and a derivation here."""
+"""The text classifiers of the zoo against the same networks written in plain PyTorch: the LSTM
+classifier (embedding, bidirectional LSTM, final state, dense) and the Kim-style text CNN
+(embedding, three parallel 1-D convs max-pooled over the sentence, dense). Same weights
+loaded: the outputs are equal; the parameters and MACs equal PyTorch's own counts
+(FlopCounterMode) and a derivation here."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,18 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import archspec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-VOCAB, LENGTH = 20_000, 64
+LENGTH = 64
 
 
 class LSTMClassifier(nn.Module):
+    vocab = 20_000
+
     def __init__(self):
         super().__init__()
-        self.embedding = nn.Embedding(VOCAB, 100, padding_idx=0)
+        self.embedding = nn.Embedding(self.vocab, 100, padding_idx=0)
         self.lstm = nn.LSTM(100, 128, num_layers=2, bidirectional=True, dropout=0.3,
                             batch_first=True)
         self.dropout = nn.Dropout(0.5)
@@ -30,20 +35,65 @@ class LSTMClassifier(nn.Module):
         return self.fc(self.dropout(torch.cat([h_n[-2], h_n[-1]], dim=1)))
 
 
-# spec -> (the PyTorch network, its MACs per sentence derived by hand)
+class ConvPool(nn.Module):
+    """One n-gram detector of the text CNN: 100 filters over `width` words, max over the
+    sentence."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv1d(128, 100, width)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)).amax(dim=2)
+
+
+class TextCNN(nn.Module):
+    vocab = 10_000
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(self.vocab, 128, padding_idx=0)
+        self.convs = nn.ModuleDict({f"width{k}": ConvPool(k) for k in (3, 4, 5)})
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(300, 2)
+
+    def forward(self, ids):
+        x = self.embedding(ids).transpose(1, 2)  # [N, 128, L]: the words' features as channels
+        return self.fc(self.dropout(torch.cat([conv(x) for conv in self.convs.values()], 1)))
+
+
+# spec -> (the PyTorch network, its MACs per sentence derived by hand, its output shape)
 CASES = {
     # LSTM, per step and direction: input x 4 gates x 128 plus 128 x 4 x 128; layer 1 reads
     # both directions (256); the dense layer 256 x 2; the embedding is a lookup (0)
     "lstm_text_classifier": (LSTMClassifier,
                              64 * 2 * (100 * 512 + 128 * 512) + 64 * 2 * (256 * 512 + 128 * 512)
-                             + 256 * 2),
+                             + 256 * 2, (2,)),
+    # a width-k conv gives 100 filters at 64 - k + 1 positions, each 128 x k weights; the
+    # dense layer 300 x 2; pools and the embedding 0
+    "text_cnn": (TextCNN, sum(100 * (64 - k + 1) * 128 * k for k in (3, 4, 5)) + 300 * 2, (2,)),
 }
+
+
+def counted_macs(module: nn.Module, ids: torch.Tensor) -> int:
+    """PyTorch's count: ATen's LSTM (its matmuls are counted) and the math attention kernel
+    (the fused fast path and kernels are invisible to FlopCounterMode)."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.backends.mkldnn.flags(enabled=False), sdpa_kernel(SDPBackend.MATH), \
+                torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(ids)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return counter.get_total_flops() // 2
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_spec_is_the_pytorch_network(name):
     torch.manual_seed(0)
-    reference, macs = CASES[name][0](), CASES[name][1]
+    network, macs, output_shape = CASES[name]
+    reference = network()
     analysis = archspec.analyze(archspec.load(SPECS / f"{name}.yaml"))
     model = archspec.compile(analysis.network)
     assert [(k, v.shape) for k, v in model.state_dict().items()] == \
@@ -51,15 +101,12 @@ def test_the_spec_is_the_pytorch_network(name):
     assert analysis.params == sum(p.numel() for p in reference.parameters())
     assert analysis.buffers == 0
     reference.load_state_dict(model.state_dict())
-    ids = torch.randint(0, VOCAB, (3, LENGTH))
+    ids = torch.randint(0, network.vocab, (3, LENGTH))
     ids[0, 40:] = 0  # a short sentence, padded
     model.eval(), reference.eval()
     with torch.no_grad():
         want = reference(ids)
         assert torch.equal(model(ids), want)
-    assert analysis.output_shape == (2,)
-    with torch.backends.mkldnn.flags(enabled=False), torch.no_grad(), \
-            FlopCounterMode(display=False) as counter:  # ATen's LSTM: its matmuls are counted
-        reference(ids[:1])
-    assert analysis.macs == macs == counter.get_total_flops() // 2
+    assert analysis.output_shape == output_shape == tuple(want.shape[1:])
+    assert analysis.macs == macs == counted_macs(reference, ids[:1])
 
