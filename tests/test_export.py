@@ -208,8 +208,10 @@ def compiled(spec: str):
 
 # What a trace costs grows with the graph (nodes) and the weights, what running it costs with
 # the input: the heavy specs are traced smaller, the same kinds and wiring at fewer copies
-# (DenseNet with two dense layers per block), at the smallest square input their pooling takes.
-SMALLER_PARAMS = {"densenet": {"dense_layers": {121: [2, 2, 2, 2]}}}
+# (DenseNet with two dense layers per block, ViT-B/16 with two encoder blocks and 2x2 patches:
+# its input is sized by a param), at the smallest square input their pooling takes.
+SMALLER_PARAMS = {"densenet": {"dense_layers": {121: [2, 2, 2, 2]}},
+                  "vit_b_16": {"depth": 2, "size": 32}}
 SMALLER_SIZES = (32, 64, 96, 128, 160)
 
 
