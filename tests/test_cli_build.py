@@ -131,3 +131,26 @@ def test_unwritable_output_and_missing_device_are_errors_not_tracebacks(tmp_path
         assert f"device '{device}' is not available" in result.stderr
         assert "--device cpu" in result.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_build_runs_the_analysis_once(tmp_path, monkeypatch):
+    """The analysis is linear but not free (seconds for 100,000 layers): build reuses the one
+    that located the spec's errors."""
+    from click.testing import CliRunner
+
+    import archspec.analysis
+    from archspec.cli import main
+    calls = []
+    real = archspec.analysis.analyze
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(archspec.analysis, "analyze", counted)
+    monkeypatch.setattr(archspec, "_analyze", counted)  # what archspec.analyze calls
+    for device in ("cpu", "meta"):
+        calls.clear()
+        result = CliRunner().invoke(main, ["build", str(SPECS / "lenet5.yaml"), "-o",
+                                           str(tmp_path / "lenet5.pt"), "--device", device])
+        assert result.exit_code == 0, result.output
+        assert len(calls) == 1, device
