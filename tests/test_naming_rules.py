@@ -160,6 +160,45 @@ layers:
                                                 "stage.1.bn", "w.act"]
 
 
+
+class PreNormBlock(nn.Module):
+    """torchvision's ViT EncoderBlock without attention: x + fc1(ln_1(x)), then + fc2(ln_2(.))."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.ln_1, self.fc1 = nn.LayerNorm(dim), nn.Linear(dim, dim)
+        self.ln_2, self.fc2 = nn.LayerNorm(dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        x = x + self.fc1(self.ln_1(x))
+        return x + self.fc2(self.ln_2(x))
+
+
+def test_inline_residuals_in_one_scope_count_their_adds():
+    """An inline residual's add is 'add'; a second one in the same scope is counted (add1), so
+    a block of two pre-norm residuals names its layers as torchvision does, without scopes."""
+    spec = """
+name: pre-norm
+input: {shape: [5, 8], layout: tokens}
+blocks:
+  pre_norm:
+    layers:
+      - type: residual
+        inline: true
+        layers: [{type: layer_norm, name: ln_1}, {type: dense, name: fc1, out_features: 8}]
+      - type: residual
+        inline: true
+        layers: [{type: layer_norm, name: ln_2}, {type: dense, name: fc2, out_features: 8}]
+layers:
+  - {type: pre_norm, name: block}
+"""
+    assert [n for n in archspec.loads(spec).nodes if "add" in n] == ["block.add", "block.add1"]
+    reference = nn.Module()
+    reference.block = PreNormBlock(8)
+    reference.forward = reference.block.forward
+    assert_same_network(spec, reference, (5, 8))
+
+
 WITH_OR_WITHOUT_BN = """
 name: toggled
 params: {batch_norm: false}

@@ -219,6 +219,10 @@ class Expander:
                            "remove 'numbered: true' to name them")
             return local
         local = name if isinstance(name, str) else self.next_name(scope, stem)
+        if fixed and scope.inline and local in scope.names:
+            # a name the compiler gives (an inline residual's add) that an earlier inline block
+            # took in the same scope: counted instead, so two inline residuals can follow
+            local = self.next_name(scope, stem)
         if name is not None and not fixed and not re.fullmatch(NAME, local):  # a branch's key
             self.error(name_path, f"'{local}' is not a valid name", scope=scope, at_key=at_key,
                        hint="a name has only letters, digits and '_' (it names a module "
