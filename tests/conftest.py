@@ -5,6 +5,11 @@ import os
 import pytest
 from hypothesis import settings
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one process per core already: torch's own threads would only fight over the cores (and
+    # skew the tests that time CPU); set before any test imports torch, inherited by the CLIs
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")

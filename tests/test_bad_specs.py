@@ -268,9 +268,9 @@ def test_a_100_mb_file_is_refused_before_it_is_read(tmp_path):
         f.write(spec_with("").encode())
         while f.tell() < 100 * 2 ** 20:
             f.write(chunk)
-    start = time.perf_counter()
+    start = time.process_time()
     diags = diagnostics_of(path)
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2
     assert_located(diags, "more than the limit of 10,000,000 bytes", path)
     assert "--max-bytes" in diags[0].hint
     assert_cli_refuses(path, "more than the limit of 10,000,000 bytes")
@@ -312,9 +312,9 @@ def test_billion_laughs_through_the_pipeline(tmp_path):
 def test_huge_and_non_finite_numbers(tmp_path, value, message):
     path = tmp_path / "num.yaml"
     path.write_text(spec_with(f"  - {{type: conv, out_channels: {value}, kernel_size: 3}}\n"))
-    start = time.perf_counter()
+    start = time.process_time()
     diags = diagnostics_of(path)
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2
     assert_located(diags, message, path, line=4)
     assert_cli_refuses(path, message)
 

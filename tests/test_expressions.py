@@ -262,11 +262,11 @@ def test_make_divisible_keeps_within_ten_percent(value):
 ])
 def test_refused_in_bounded_time(text, message):
     import time
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ExpressionError) as caught:
         evaluate(text, {"x": 3, "s": "a" * 600})
     assert message in str(caught.value) and caught.value.hint
-    assert time.perf_counter() - start < 0.1
+    assert time.process_time() - start < 0.1
 
 
 @pytest.mark.parametrize("text, message", [

@@ -143,4 +143,6 @@ def test_errors_past_the_cap_cost_about_as_much_as_valid_layers(kind):
     past_the_cap = cpu_to_load(bad, MAX_KEPT + extra, MAX_KEPT + extra) - \
         cpu_to_load(bad, MAX_KEPT, MAX_KEPT)
     ratio = past_the_cap / cpu_to_load(valid, extra, 0)
-    assert ratio < 2, (kind, ratio)
+    # about 1 on a quiet machine, up to ~2.3 beside another busy test process; a search per
+    # error past the cap cost 20x
+    assert ratio < 3, (kind, ratio)

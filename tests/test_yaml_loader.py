@@ -153,9 +153,9 @@ def test_five_thousand_line_spec_is_fast():
         for i in range(1000)
     )
     source = "name: big\nlayers:\n" + layers
-    start = time.perf_counter()
+    start = time.process_time()
     data, smap = load_yaml(source)
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
     assert len(data["layers"]) == 1000
     assert smap.position(("layers", 999, "stride")) == (5001, 13)
 
@@ -258,9 +258,9 @@ def test_explicit_core_tag_on_wrong_value():
 
 
 def test_huge_integer_is_refused_before_conversion(any_loader):
-    start = time.perf_counter()
+    start = time.process_time()
     diag = error_of("n: 1" + "0" * 4000 + "\n")
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
     assert diag.message.startswith("integer has 4,001 digits, more than the limit of 30")
     assert where(diag) == (1, 4)
     assert "max_int_digits" in diag.hint
@@ -365,9 +365,9 @@ def test_undefined_alias_and_duplicate_anchor():
     ids=["flow", "block"],
 )
 def test_deep_nesting_fails_fast(source, column):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: another test process may share the core
     diag = error_of(source)
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1
     assert diag.message == "spec is nested more than 100 levels deep (max_depth limit)"
     assert where(diag) == (1, column)
 
