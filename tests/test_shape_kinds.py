@@ -423,3 +423,14 @@ def test_transpose_written_as_torch_transpose_arguments_is_told_the_list():
     assert [d.message for d in info.value.diagnostics] == [
         "unknown field 'dim0' for transpose", "unknown field 'dim1' for transpose"]
     assert all("dims: [dim0, dim1]" in d.hint for d in info.value.diagnostics)
+
+
+@pytest.mark.parametrize("spelling, kind", [
+    ("crop", "slice"), ("Cropping2D", "slice"), ("narrow", "slice"), ("select", "index"),
+    ("movedim", "permute"), ("view", "reshape")])
+def test_other_frameworks_names_of_the_shape_kinds_are_pointed_to_them(spelling, kind):
+    with pytest.raises(archspec.SpecError) as info:
+        archspec.loads(f"name: t\ninput: [3, 8, 8]\nlayers:\n  - {{type: {spelling}}}\n")
+    (d,) = info.value.diagnostics
+    assert d.message == f"unknown layer type '{spelling}'"
+    assert d.hint == f"did you mean '{kind}'?" and (d.line, d.column) == (4, 12)

@@ -32,6 +32,7 @@ SYNONYMS = {
     "constantpad": "pad", "reflectionpad": "pad", "replicationpad": "pad",
     "circularpad": "pad", "depthtospace": "pixel_shuffle", "spacetodepth": "pixel_unshuffle",
     "narrow": "slice", "select": "index", "movedim": "permute", "view": "reshape",
+    "crop": "slice", "cropping": "slice",  # Keras' Cropping2D: a slice per cropped axis
 }
 
 
@@ -43,7 +44,7 @@ FOREIGN_LAYERS = {
     "transformer", "transformerencoder", "transformerdecoder", "transformerdecoderlayer", "positionalencoding", "positionalembedding",
     "embeddingbag", "selu", "celu", "softsign", "hardtanh", "logsigmoid", "softmin", "glu", "rrelu",
     "tanhshrink", "threshold", "bilinear", "unflatten",
-    "fold", "unfold", "lambda", "alphadropout", "gaussiannoise", "cropping",
+    "fold", "unfold", "lambda", "alphadropout", "gaussiannoise",
 }
 
 
