@@ -28,3 +28,17 @@ def pytest_xdist_make_scheduler(config, log):
             return module if module.endswith("test_readme.py") else nodeid
 
     return ReadmeExamplesTogether(config, log)
+
+
+# the modules with the longest tests, started first so the run does not end on one of them with
+# the other worker idle; the README examples run as one block on one worker (about 1.5 minutes)
+LONG_FIRST = ("test_readme.py", "test_export.py", "test_zoo_vit.py", "test_scale.py",
+              "test_memory_zoo.py", "test_sizes.py", "test_distributed_training.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts the same way, as xdist needs
+        def rank(item):
+            module = item.nodeid.split("::")[0].rsplit("/", 1)[-1]
+            return LONG_FIRST.index(module) if module in LONG_FIRST else len(LONG_FIRST)
+        items.sort(key=rank)
