@@ -3,6 +3,7 @@ layer that does not grow with the network; a drawing too large for dot is refuse
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import subprocess
@@ -80,10 +81,14 @@ def conv_chain(copies: int) -> str:
 
 
 def memory_cpu_per_layer(copies: int) -> float:
-    analysis = archspec.analyze(archspec.loads(conv_chain(copies)))
-    start = time.process_time()
-    analysis.training.backward_peak_bytes, analysis.inference_peak_bytes, analysis.saved_bytes
-    return (time.process_time() - start) / (copies * 10)
+    """Best of three (a busy neighbour process inflates single runs: 6x once in CI)."""
+    best = math.inf
+    for _ in range(3):
+        analysis = archspec.analyze(archspec.loads(conv_chain(copies)))  # fresh: figures cache
+        start = time.process_time()
+        analysis.training.backward_peak_bytes, analysis.inference_peak_bytes, analysis.saved_bytes
+        best = min(best, time.process_time() - start)
+    return best / (copies * 10)
 
 
 def test_the_memory_passes_stay_linear_when_every_layer_saves_its_input():
