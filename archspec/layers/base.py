@@ -353,9 +353,7 @@ def sequence_layout_problem(kind: str, shape: Shape, layout: str) -> ShapeProble
     leaves it a map."""
     if layout != "channels_first" or len(shape) < 3:
         return wrong_layout(kind, shape, layout, frozenset({"channels_last"}))
-    positions = 1
-    for n in shape[1:]:
-        positions *= n
+    positions = math.prod(shape[1:])
     return ShapeProblem(
         f"{kind} expects features on the last axis (channels last, as a token sequence [L, D]) "
         f"but its input is {describe_layout(shape, layout)}",
