@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import functools
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,13 +220,13 @@ def compiled_small(spec: str):
     path = Path(spec)
     if path.stem not in HEAVY:
         return compiled(spec)
-    text = path.read_text(encoding="utf-8")
     full = archspec.analyze(archspec.load(spec))
+    if len(full.input_shape) != 3:
+        return compiled(spec)
     for size in SMALLER_SIZES:
-        small = re.sub(r"^input: \[3, \d+, \d+\]", f"input: [3, {size}, {size}]", text,
-                       count=1, flags=re.MULTILINE)
         try:
-            network = archspec.loads(small, filename=spec, params=SMALLER_PARAMS.get(path.stem))
+            network = archspec.load(spec, params=SMALLER_PARAMS.get(path.stem),
+                                    input_shape=[full.input_shape[0], size, size])
             analysis = archspec.analyze(network)
         except SpecError:
             continue
