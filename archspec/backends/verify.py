@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..analysis import Analysis
-from .pytorch.compiler import (check_fits, compile_network, example_input, layer_modules,
-                               layer_parameters, usable_device)
+from .pytorch.compiler import (check_fits, compile_network, example_input, layer_counts,
+                               layer_modules, usable_device)
 from .weights import load_weights
 
 
@@ -22,7 +22,7 @@ def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
         load_weights(model, analysis.network, weights, skip)
     model.eval()
     modules = layer_modules(model)
-    seen: dict[str, dict] = {}
+    seen: dict[str, dict] = layer_counts(model, analysis.network.nodes)
 
     def hook_for(name):
         def hook(module, args, output):
@@ -30,16 +30,8 @@ def runtime_report(analysis: Analysis, *, device="cpu", batch_size: int = 2,
             seen[name]["batch"] = output.shape[0]
         return hook
 
-    handles = []
-    for name in analysis.network.nodes:
-        module = modules[name]
-        params = layer_parameters(model, module, name)
-        seen[name] = {
-            "params": sum(p.numel() for p in params),
-            "trainable_params": sum(p.numel() for p in params if p.requires_grad),
-            "buffers": sum(b.numel() for b in module.buffers()),
-        }
-        handles.append(module.register_forward_hook(hook_for(name)))
+    handles = [modules[name].register_forward_hook(hook_for(name))
+               for name in analysis.network.nodes]
     x = example_input(analysis, batch_size, device=device)
     with torch.no_grad():
         model(x)

@@ -1,4 +1,4 @@
-"""Names a layer cannot have: the compiled model is a torch.fx.GraphModule whose submodules are
+"""Names a layer cannot have: the compiled model is an nn.Module tree whose submodules are
 attributes named after the layers, so a layer named `forward`, `eval` or `training` would be
 shadowed by (or would shadow) the module's own attribute, and a Python keyword cannot be an
 attribute in generated code. Listed here so that `check` refuses them without importing torch;
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import keyword
 
-# attributes of torch.fx.GraphModule and torch.nn.Module (class and instance), and our own
+# attributes of torch.nn.Module and torch.fx.GraphModule (class and instance; the model was a
+# GraphModule once, and a spec valid then stays valid), and our own
 MODULE_ATTRIBUTES = frozenset({
     "T_destination", "__annotations__", "__call__", "__class__", "__copy__", "__deepcopy__",
     "__delattr__", "__dict__", "__dir__", "__doc__", "__eq__", "__format__", "__ge__",
@@ -52,6 +53,8 @@ def reserved_reason(name: str, attributes: frozenset[str] = MODULE_ATTRIBUTES) -
         return f"'{name}' is a Python keyword"
     if name in attributes:
         return f"'{name}' is an attribute of every PyTorch module (model.{name})"
+    if name.startswith("archspec_"):  # the compiled model's own: archspec_forward, archspec_ops
+        return f"'{name}' begins with archspec_, kept for the compiled model's own attributes"
     if name.startswith("__"):  # Python's and PyTorch's own (torch.compile adds ___ names at run time)
         return f"'{name}' begins with two underscores, kept for Python's and PyTorch's own attributes"
     return None

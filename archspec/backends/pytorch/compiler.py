@@ -1,10 +1,13 @@
-"""PyTorch back end: the IR becomes a torch.fx.GraphModule whose forward is straight-line code
-(one statement per layer, generated once), with one submodule per layer under its
-hierarchical name (layer1.0.conv1), so state_dict keys and hooks follow the spec."""
+"""PyTorch back end: the IR becomes an nn.Module tree with one submodule per layer under its
+hierarchical name (layer1.0.conv1), so state_dict keys and hooks follow the spec, and each block
+a class whose forward is straight-line code generated once (codegen.py)."""
 from __future__ import annotations
 
+import itertools
+import linecache
 import os
 import re
+import textwrap
 from functools import cache
 
 import torch
@@ -14,10 +17,11 @@ import torch.nn as nn
 from ... import shapes
 from ...analysis import Analysis
 from ...collector import collector_paused
-from ...errors import DeviceUnavailable, Diagnostic, SpecError
-from ...ir import INPUT
+from ...errors import DeviceUnavailable, Diagnostic, InternalError, SpecError
 from ...frontend.reserved import MODULE_ATTRIBUTES, reserved_reason
+from ...ir import INPUT
 from ...units import human_bytes
+from . import codegen
 from .lowering import lower
 
 
@@ -100,8 +104,9 @@ def class_name(name: str) -> str:
 @cache
 def module_attributes() -> frozenset[str]:
     """Every attribute a compiled model has besides its layers, in the installed torch."""
-    empty = fx.GraphModule(nn.Module(), fx.Graph())
-    return MODULE_ATTRIBUTES | set(dir(empty)) | set(vars(empty)) | set(vars(nn.Module()))
+    root = type("Root", (nn.Module,), {"code": ""})()
+    return (MODULE_ATTRIBUTES | set(dir(fx.GraphModule)) | set(dir(root)) | set(vars(root))
+            | set(dir(CompiledBlock)))
 
 
 def check_names(net) -> None:
@@ -117,24 +122,30 @@ def check_names(net) -> None:
                     hint=f"choose another name, e.g. {part.strip('_') or 'layer'}1"))
 
 
-def module_tree(modules: dict[str, nn.Module | nn.Parameter]) -> nn.Module:
-    """The layers under their hierarchical names, each container created where its first layer
-    comes, so parameters() and state_dict() follow the spec's order (not nesting depth); a
-    direct tensor is a parameter of its block's module (listed before the block's layers, as
-    PyTorch lists a module's own parameters)."""
-    root = nn.Module()
+def module_tree(modules: dict[str, nn.Module | nn.Parameter],
+                classes: dict[str, type]) -> nn.Module:
+    """The layers under their hierarchical names, each container (of its block's class) created
+    where its first layer comes, so parameters() and state_dict() follow the spec's order (not
+    nesting depth); a direct tensor is a parameter of its block's module (listed before the
+    block's layers, as PyTorch lists a module's own parameters)."""
+    holders = {codegen.ROOT: classes[codegen.ROOT]()}
+
+    def holder_of(path: str) -> nn.Module:
+        holder = holders.get(path)
+        if holder is None:
+            parent, _, leaf = path.rpartition(".")
+            holder = holders[path] = classes.get(path, nn.Module)()
+            holder_of(parent).add_module(leaf, holder)
+        return holder
+
     for name, module in modules.items():
-        *parents, leaf = name.split(".")
-        holder = root
-        for part in parents:
-            if part not in holder._modules:
-                holder.add_module(part, nn.Module())
-            holder = holder._modules[part]
+        parent, _, leaf = name.rpartition(".")
+        holder = holder_of(parent)
         if isinstance(module, nn.Parameter):
             holder.register_parameter(leaf, module)
         else:
             holder.add_module(leaf, module)
-    return root
+    return holders[codegen.ROOT]
 
 
 def take_tensor(op: nn.Module, name: str) -> nn.Parameter:
@@ -142,40 +153,104 @@ def take_tensor(op: nn.Module, name: str) -> nn.Parameter:
     tensor = op.tensor
     del op.tensor
     op.tensor = None
-    op.__name__ = name.replace(".", "_")  # names the op in the generated forward
     op.archspec_layer = name
     return tensor
 
 
-def layer_modules(model: fx.GraphModule) -> dict[str, nn.Module]:
+def layer_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Per layer name, the module that runs it (for hooks): its submodule, or a direct
     layer's op, which is no submodule (its tensor holds the name)."""
-    modules = dict(model.named_modules())
-    for node in model.graph.nodes:
-        if node.op == "call_function" and isinstance(node.target, nn.Module):
-            modules[node.target.archspec_layer] = node.target
-    return modules
+    return dict(model.named_modules()) | model.archspec_ops
 
 
-def layer_parameters(model: fx.GraphModule, module: nn.Module, name: str) -> list[nn.Parameter]:
-    """The parameters of one layer (module: layer_modules(model)[name]): its module's, or a
-    direct layer's tensor."""
-    if getattr(module, "archspec_layer", None) == name:
-        return [model.get_parameter(name)]
-    return list(module.parameters())
+def layer_counts(model: nn.Module, layers) -> dict[str, dict[str, int]]:
+    """Per layer name, its 'params', 'trainable_params' and 'buffers' as PyTorch holds them:
+    each tensor of model.named_parameters() and named_buffers() goes to the layer whose name
+    its key extends (one pass, where layer by layer module.parameters() would walk each)."""
+    counts = {name: {"params": 0, "trainable_params": 0, "buffers": 0} for name in layers}
+
+    def owner(key: str) -> dict[str, int]:
+        name = key
+        while name not in counts:
+            if "." not in name:
+                raise InternalError(f"the model's tensor {key} belongs to no layer")
+            name = name.rpartition(".")[0]
+        return counts[name]
+
+    for key, parameter in model.named_parameters():
+        count = owner(key)
+        count["params"] += parameter.numel()
+        count["trainable_params"] += parameter.numel() if parameter.requires_grad else 0
+    for key, buffer in model.named_buffers():
+        owner(key)["buffers"] += buffer.numel()
+    return counts
+
+
+class CompiledBlock(nn.Module):
+    """A block of a compiled spec, called like any module (its hooks run): block(x, y), or, from
+    the generated code, block([x, y]), a list that its archspec_forward empties, so that a
+    caller that drops its own references first frees each tensor after its last use."""
+
+    def forward(self, *inputs):
+        if len(inputs) == 1 and type(inputs[0]) is list:
+            return getattr(self, codegen.BLOCK_METHOD)(inputs[0])
+        return getattr(self, codegen.BLOCK_METHOD)(list(inputs))
+
+
+def block_class_name(title: str, used: set[str]) -> str:
+    base = class_name(title)
+    name, n = base, 1
+    while name in used:
+        n += 1
+        name = f"{base}{n}"
+    used.add(name)
+    return name
+
+
+def define_classes(program: codegen.Program, root_name: str,
+                   titles: dict[str, str]) -> dict[str, type]:
+    """Per block path, its class: blocks with the same method share one; the text is executed
+    once, and registered with linecache so tracebacks and inspect show it."""
+    by_source: dict[str, str] = {}
+    class_of_path: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    used = {root_name}
+    for path, source in program.sources.items():
+        if path == codegen.ROOT:
+            name = root_name
+        elif source in by_source:
+            class_of_path[path] = by_source[source]
+            continue
+        else:
+            name = block_class_name(titles.get(path, 'block'), used)
+            by_source[source] = name
+        class_of_path[path] = name
+        base = "nn.Module" if path == codegen.ROOT else "CompiledBlock"
+        texts[name] = f"class {name}({base}):\n" + textwrap.indent(source, "    ") + "\n"
+    text = "\n\n".join(texts.values())
+    filename = f"<archspec {root_name} {next(PROGRAMS)}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    namespace = {"nn": nn, "CompiledBlock": CompiledBlock, "__name__": "archspec.compiled"}
+    exec(compile(text, filename, "exec"), namespace)  # noqa: S102 (our own generated text)
+    classes = {name: namespace[name] for name in texts}
+    for name, cls in classes.items():
+        cls.code = text if name == root_name else texts[name]
+    return {path: classes[name] for path, name in class_of_path.items()}
+
+
+PROGRAMS = itertools.count()
 
 
 @collector_paused()  # 100,000 modules: the collector's full passes would make this superlinear
 def compile_network(analysis: Analysis, *, device="cpu",
-                    max_memory: int | None = None) -> fx.GraphModule:
+                    max_memory: int | None = None) -> nn.Module:
     net = analysis.network
     check_names(net)
     device = usable_device(device)
     check_fits(analysis, device, max_memory)
     modules: dict[str, nn.Module] = {}
+    ops: dict[str, nn.Module] = {}
     inplace = analysis.inplace_layers
-    graph = fx.Graph()
-    values = {INPUT: graph.placeholder("x")}
     with torch.device(device):
         for node in net.nodes.values():
             info = analysis.layers[node.name]
@@ -184,17 +259,19 @@ def compile_network(analysis: Analysis, *, device="cpu",
                 module.inplace = True
             if not node.cfg.trainable:
                 module.requires_grad_(False)
-            args = tuple(values[i] for i in node.inputs)
             if node.kind.direct_tensor:
                 modules[node.name] = take_tensor(module, node.name)
-                values[node.name] = graph.call_function(module, args + (
-                    graph.get_attr(node.name),))
-                continue
-            modules[node.name] = module
-            values[node.name] = graph.call_module(node.name, args)
-    outs = [values[o] for o in net.outputs]
-    graph.output(outs[0] if len(outs) == 1 else tuple(outs))
-    model = fx.GraphModule(module_tree(modules), graph, class_name=class_name(net.name))
+                ops[node.name] = module
+            else:
+                modules[node.name] = module
+    program = codegen.program({n: node.inputs for n, node in net.nodes.items()}, net.outputs,
+                              INPUT, set(ops))
+    titles = {b.name: b.title or b.kind for b in net.blocks.values()}
+    model = module_tree(modules, define_classes(program, class_name(net.name), titles))
+    for name, op in ops.items():  # beside the tensor, outside the module tree (and state_dict)
+        holder, _, leaf = name.rpartition(".")
+        vars(model.get_submodule(holder) if holder else model)[codegen.OP_PREFIX + leaf] = op
+    model.archspec_ops = ops  # by layer name, for hooks (layer_modules)
     model.archspec_name = net.name
     model.archspec_spec = net.source.text  # what save_checkpoint stores beside the weights
     return model
