@@ -66,7 +66,8 @@ def analyze(spec: Network | str | os.PathLike, *, batch_size: int = 1,
 def compile(spec: Network | str | os.PathLike, *, device: Any = "cpu",
             max_memory: int | None = None, max_param_bytes: int | None = None,
             state_dict: Any = None, skip: tuple[str, ...] | list[str] = ()):
-    """A torch.nn.Module (torch.fx.GraphModule) computing the spec, ready to train.
+    """A torch.nn.Module computing the spec, ready to train (each block a module class with a
+    generated straight-line forward; model.code shows the source).
 
     device="meta" builds without allocating memory. Refuses (SpecError) a model whose
     parameters and buffers would not fit in memory unless max_memory allows it (max_param_bytes

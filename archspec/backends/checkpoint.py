@@ -53,7 +53,7 @@ def estimated_checkpoint_bytes(analysis) -> int:
 
 
 def load_checkpoint(path: str | os.PathLike, *, device="cpu", max_memory: int | None = None,
-                    limits: Limits = Limits()) -> torch.fx.GraphModule:
+                    limits: Limits = Limits()) -> torch.nn.Module:
     """The model saved in a checkpoint: its spec compiled, its weights restored. Raises
     CheckpointError for anything that is not a sound archspec checkpoint, FileError for a path
     that is not a readable regular file, SpecError when the model would not fit in memory."""

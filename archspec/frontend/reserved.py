@@ -8,7 +8,7 @@ from __future__ import annotations
 import keyword
 
 # attributes of torch.nn.Module and torch.fx.GraphModule (class and instance; the model was a
-# GraphModule once, and a spec valid then stays valid), and our own
+# GraphModule once: its names stay refused), and our own
 MODULE_ATTRIBUTES = frozenset({
     "T_destination", "__annotations__", "__call__", "__class__", "__copy__", "__deepcopy__",
     "__delattr__", "__dict__", "__dir__", "__doc__", "__eq__", "__format__", "__ge__",
