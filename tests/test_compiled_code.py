@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import archspec
-from archspec.backends.pytorch import codegen
 from archspec.backends import verify
+from archspec.backends.pytorch import codegen
 from archspec.backends.pytorch.compiler import CompiledBlock, compile_network
 from archspec.backends.verify import mismatches, runtime_report
 

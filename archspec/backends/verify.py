@@ -7,8 +7,15 @@ import torch
 from ..analysis import Analysis
 from ..collector import collector_paused
 from .pytorch import codegen
-from .pytorch.compiler import (CompiledBlock, check_fits, compile_network, example_input,
-                               layer_counts, layer_modules, usable_device)
+from .pytorch.compiler import (
+    CompiledBlock,
+    check_fits,
+    compile_network,
+    example_input,
+    layer_counts,
+    layer_modules,
+    usable_device,
+)
 from .weights import load_weights
 
 
