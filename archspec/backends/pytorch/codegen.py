@@ -105,6 +105,7 @@ def plan(nodes: dict[str, list[str]], outputs: list[str], input_value: str) -> d
     functions = {ROOT: Function(ROOT)}
     chain_of_block: dict[str, list[str]] = {}  # the outlined blocks around a block's layers
     chains: dict[str, list[str]] = {input_value: [ROOT]}
+    previous: list[str] = []
     for name in order:
         parent = name.rpartition(".")[0]
         chain = chain_of_block.get(parent)
@@ -112,10 +113,12 @@ def plan(nodes: dict[str, list[str]], outputs: list[str], input_value: str) -> d
             chain = chain_of_block[parent] = [ROOT] + [
                 p for p in blocks.path_chain(parent) if p in outlined]
         chains[name] = chain
-        for outer, inner in itertools.pairwise(chain):
-            if inner not in functions:
-                functions[inner] = Function(inner)
-                functions[outer].units.append(inner)
+        if chain is not previous:  # a layer in the same block as the last one opens no block
+            for outer, inner in itertools.pairwise(chain):
+                if inner not in functions:
+                    functions[inner] = Function(inner)
+                    functions[outer].units.append(inner)
+            previous = chain
         functions[chain[-1]].units.append(name)
     inputs: dict[str, dict[str, None]] = {p: {} for p in functions}
     exported: dict[str, set[str]] = {p: set() for p in functions}
@@ -139,8 +142,11 @@ def plan(nodes: dict[str, list[str]], outputs: list[str], input_value: str) -> d
     rank = {name: i for i, name in enumerate(order)}
     rank[input_value] = -1
     for path, function in functions.items():
-        function.inputs = sorted(inputs[path], key=rank.__getitem__)
-        function.outputs = sorted(exported[path], key=rank.__getitem__)
+        function.inputs = list(inputs[path])
+        function.outputs = list(exported[path])
+        for values in (function.inputs, function.outputs):
+            if len(values) > 1:
+                values.sort(key=rank.__getitem__)
     return functions
 
 
