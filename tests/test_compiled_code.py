@@ -3,6 +3,9 @@ whose size does not grow with the network, blocks that are ordinary modules (hoo
 alone), and verify on the meta device running a repeated block once."""
 from __future__ import annotations
 
+import copy
+import subprocess
+import sys
 import time
 import weakref
 
@@ -175,3 +178,23 @@ def test_verify_of_ten_thousand_layers_runs_each_layer_on_cpu_and_each_distinct_
     report = runtime_report(analysis, device=device)
     assert all(report[name]["output_shape"] == (1, 8) for name in analysis.network.nodes)
     assert len(analysis.network.nodes) == 10000
+
+
+def test_a_whole_model_pickles_and_loads_in_a_new_process(tmp_path):
+    """torch.save(model) as users do with any nn.Module: the classes travel as their source,
+    so a fresh process (archspec installed, the spec not needed) rebuilds them."""
+    torch.manual_seed(0)
+    model = archspec.compile(archspec.loads(RESNET)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    torch.save({"model": model, "x": x, "y": model(x)}, tmp_path / "whole.pt")
+    script = ("import torch\n"
+              f"saved = torch.load({str(tmp_path / 'whole.pt')!r}, weights_only=False)\n"
+              "model = saved['model']\n"
+              "assert torch.equal(model(saved['x']), saved['y'])\n"
+              "assert type(model.stage).__name__ == 'Repeat', type(model.stage)\n"
+              "print(type(model).__name__, len(model.state_dict()))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Tiny", str(len(model.state_dict()))]
+    assert copy.deepcopy(model)(x).equal(model(x))

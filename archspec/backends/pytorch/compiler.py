@@ -227,18 +227,43 @@ def define_classes(program: codegen.Program, root_name: str,
         class_of_path[path] = name
         base = "nn.Module" if path == codegen.ROOT else "CompiledBlock"
         texts[name] = f"class {name}({base}):\n" + textwrap.indent(source, "    ") + "\n"
-    text = "\n\n".join(texts.values())
-    filename = f"<archspec {root_name} {next(PROGRAMS)}>"
-    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
-    namespace = {"nn": nn, "CompiledBlock": CompiledBlock, "__name__": "archspec.compiled"}
-    exec(compile(text, filename, "exec"), namespace)  # noqa: S102 (our own generated text)
-    classes = {name: namespace[name] for name in texts}
-    for name, cls in classes.items():
-        cls.code = text if name == root_name else texts[name]
+    classes = run_program("\n\n".join(texts.values()))
     return {path: classes[name] for path, name in class_of_path.items()}
 
 
 PROGRAMS = itertools.count()
+PROGRAMS_RUN: dict[str, dict[str, type]] = {}  # program text -> its classes, by name
+
+
+def run_program(text: str) -> dict[str, type]:
+    """The classes a program text defines (executed once per process; registered with linecache
+    so that tracebacks and inspect show it), each with its source as `code` (the root's: the
+    whole text) and pickled by that text, as torch.fx pickles a GraphModule by its code."""
+    classes = PROGRAMS_RUN.get(text)
+    if classes is not None:
+        return classes
+    filename = f"<archspec program {next(PROGRAMS)}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    namespace = {"nn": nn, "CompiledBlock": CompiledBlock, "__name__": "archspec.compiled"}
+    exec(compile(text, filename, "exec"), namespace)  # noqa: S102 (our own generated text)
+    classes = {}
+    for index, segment in enumerate(text.split("\n\n\n")):
+        name = segment[len("class "):segment.index("(")]
+        cls = classes[name] = namespace[name]
+        cls.code = text if index == 0 else segment.rstrip("\n") + "\n"
+        cls.archspec_program = text
+        cls.__reduce_ex__ = reduce_compiled
+    PROGRAMS_RUN[text] = classes
+    return classes
+
+
+def reduce_compiled(module: nn.Module, protocol: int):
+    return (new_compiled, (module.archspec_program, type(module).__name__), vars(module))
+
+
+def new_compiled(text: str, name: str) -> nn.Module:
+    cls = run_program(text)[name]
+    return cls.__new__(cls)
 
 
 @collector_paused()  # 100,000 modules: the collector's full passes would make this superlinear
