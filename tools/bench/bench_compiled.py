@@ -7,10 +7,13 @@ alternates); prints the median time of each side and the median of the per-round
         (default: resnet18 resnet50 vgg16, 9 rounds, batch 2, 1 thread: steadier on a shared
         machine)
     python tools/bench/bench_compiled.py --quick     (resnet18, 1 round, batch 1: the test suite)
+    --control adds archspec against a copy of itself: the ratio this machine gives for no
+    difference at all, measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -49,11 +52,17 @@ def train_step(model, x):
     return run
 
 
-def compare(name: str, rounds: int, batch: int) -> dict[str, tuple[float, float, float]]:
+def compare(name: str, rounds: int, batch: int,
+            control: bool = False) -> dict[str, tuple[float, float, float]]:
     """{'eval'|'train': (median s archspec, median s by hand, median ratio)}."""
     torch.manual_seed(0)
     ours = archspec.compile(ROOT / "specs" / f"{name}.yaml")
     theirs = MODELS[name]()
+    # the same weights on both sides (same shapes in the same order; names may differ), so no
+    # difference in values (denormals, say) can tell the two apart
+    theirs.load_state_dict(dict(zip(theirs.state_dict(), ours.state_dict().values())))
+    if control:  # archspec against itself: the noise floor of this machine, in the same run
+        theirs = copy.deepcopy(ours)
     x = torch.randn(batch, 3, 224, 224)
     results = {}
     for mode, make in (("eval", eval_forward), ("train", train_step)):
@@ -75,7 +84,7 @@ def compare(name: str, rounds: int, batch: int) -> dict[str, tuple[float, float,
     return results
 
 
-def main(names: list[str], rounds: int, batch: int) -> None:
+def main(names: list[str], rounds: int, batch: int, control: bool = False) -> None:
     print(f"archspec.compile vs the same network by hand (torchvision-style), batch {batch}, "
           f"{rounds} interleaved rounds, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}")
@@ -83,6 +92,10 @@ def main(names: list[str], rounds: int, batch: int) -> None:
     for name in names:
         for mode, (ours, theirs, ratio) in compare(name, rounds, batch).items():
             print(f"{name:10} {mode:6} {ours:11.4f} {theirs:10.4f} {ratio:7.3f}")
+        if control:
+            for mode, (ours, twin, ratio) in compare(name, rounds, batch, control=True).items():
+                print(f"{name:10} {mode:6} {ours:11.4f} {twin:10.4f} {ratio:7.3f}  "
+                      "(control: archspec against a copy of itself)")
 
 
 if __name__ == "__main__":
@@ -92,9 +105,11 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--control", action="store_true",
+                        help="also time archspec against a copy of itself (the noise floor)")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     if options.quick:
         main(["resnet18"], 1, 1)
     else:
-        main(options.names, options.rounds, options.batch)
+        main(options.names, options.rounds, options.batch, options.control)
