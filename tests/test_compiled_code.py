@@ -11,8 +11,10 @@ import weakref
 
 import pytest
 import torch
+from torch import nn
 
 import archspec
+from archspec.backends.export.python_source import python_source
 from archspec.backends import verify
 from archspec.backends.pytorch import codegen
 from archspec.backends.pytorch.compiler import CompiledBlock, compile_network
@@ -198,3 +200,24 @@ def test_a_whole_model_pickles_and_loads_in_a_new_process(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["Tiny", str(len(model.state_dict()))]
     assert copy.deepcopy(model)(x).equal(model(x))
+
+
+@pytest.mark.parametrize("network, title", [("compiled_block", "residual_unit"),
+                                            ("net", "compiled_block"), ("none", "none")])
+def test_class_names_never_shadow_the_generated_text_or_a_keyword(network, title):
+    """A network named compiled_block once became the base class of its own blocks (and the
+    conv of its residual got a list); one named none made `class None(...)`, a SyntaxError."""
+    text = (f"name: {network}\ninput: [3, 8, 8]\nblocks:\n  {title}:\n    layers:\n"
+            "      - {type: residual, layers: [{type: conv, out_channels: 4, kernel_size: 3, "
+            "padding: 1}]}\nlayers:\n  - {type: conv, out_channels: 4, kernel_size: 1}\n"
+            f"  - {title}\n  - {title}\n")
+    analysis = archspec.analyze(archspec.loads(text))
+    assert mismatches(analysis) == []
+    model = archspec.compile(analysis.network)
+    names = [type(m).__name__ for m in model.modules() if isinstance(m, CompiledBlock)]
+    assert "CompiledBlock" not in names and "None" not in names and type(model).__name__ != "None"
+    exported = {}
+    exec(python_source(analysis), exported)  # the standalone export names its class alike
+    built = next(v for v in exported.values() if isinstance(v, type) and issubclass(v, nn.Module)
+                 and v is not nn.Module)()
+    assert built.load_state_dict(model.state_dict()) is not None

@@ -3,8 +3,8 @@ so no function grows with the network (CPython compiles a 100,000-statement func
 a repeat of 9,999 blocks is one 9,999-line method and one 10-line class shared by its items).
 
 A block is called with its inputs in a list, which its method empties, and the caller drops
-its own references first, so every tensor is freed after its last use exactly as in one flat forward (the memory
-figures count on that). A block whose layers are not contiguous in definition order is inlined
+its own references first, so every tensor is freed after its last use exactly as in one flat
+forward (the memory figures count on that). A block whose layers are not contiguous in definition order is inlined
 into its parent's method. No torch here: the compiler executes the text."""
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ class Function:
 class Program:
     functions: dict[str, Function]  # by block path, ROOT first, parents before children
     sources: dict[str, str]         # each block's method source, by block path
-    input_name: str
 
 
 class Blocks:
@@ -248,4 +247,4 @@ def program(nodes: dict[str, list[str]], outputs: list[str], input_value: str,
             if key is not None:
                 by_template[key] = source
         sources[path] = source
-    return Program(functions, sources, input_value)
+    return Program(functions, sources)

@@ -4,6 +4,7 @@ a class whose forward is straight-line code generated once (codegen.py)."""
 from __future__ import annotations
 
 import itertools
+import keyword
 import linecache
 import os
 import re
@@ -98,7 +99,7 @@ def example_input(analysis: Analysis, batch_size: int, *, device="cpu",
 def class_name(name: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", name) or ["Network"]
     text = "".join(w[:1].upper() + w[1:] for w in words)
-    return text if text[0].isalpha() else "Net" + text
+    return text if text[0].isalpha() and not keyword.iskeyword(text) else "Net" + text
 
 
 @cache
@@ -198,6 +199,8 @@ class CompiledBlock(nn.Module):
 
 
 def block_class_name(title: str, used: set[str]) -> str:
+    """A class name for the generated text, never one the text uses (a network named
+    'compiled_block' would shadow the blocks' base class)."""
     base = class_name(title)
     name, n = base, 1
     while name in used:
@@ -207,14 +210,15 @@ def block_class_name(title: str, used: set[str]) -> str:
     return name
 
 
-def define_classes(program: codegen.Program, root_name: str,
+def define_classes(program: codegen.Program, network_name: str,
                    titles: dict[str, str]) -> dict[str, type]:
     """Per block path, its class: blocks with the same method share one; the text is executed
     once, and registered with linecache so tracebacks and inspect show it."""
     by_source: dict[str, str] = {}
     class_of_path: dict[str, str] = {}
     texts: dict[str, str] = {}
-    used = {root_name}
+    used = {"nn", "CompiledBlock"}
+    root_name = block_class_name(network_name, used)
     for path, source in program.sources.items():
         if path == codegen.ROOT:
             name = root_name
@@ -292,7 +296,7 @@ def compile_network(analysis: Analysis, *, device="cpu",
     program = codegen.program({n: node.inputs for n, node in net.nodes.items()}, net.outputs,
                               INPUT, set(ops))
     titles = {b.name: b.title or b.kind for b in net.blocks.values()}
-    model = module_tree(modules, define_classes(program, class_name(net.name), titles))
+    model = module_tree(modules, define_classes(program, net.name, titles))
     for name, op in ops.items():  # beside the tensor, outside the module tree (and state_dict)
         holder, _, leaf = name.rpartition(".")
         vars(model.get_submodule(holder) if holder else model)[codegen.OP_PREFIX + leaf] = op
