@@ -62,6 +62,20 @@ def test_names_beginning_with_two_underscores_are_refused_as_torch_may_add_them_
     archspec.loads(spec_text("_private", nested=True))  # one underscore is the user's
 
 
+@pytest.mark.parametrize("name", ["archspec_forward", "archspec_ops", "archspec_op_x"])
+def test_names_beginning_with_archspec_are_refused_where_written(name):
+    """The compiled model's own attributes (a block's generated method, the direct layers' ops)
+    begin with archspec_: a layer so named would replace one."""
+    text = spec_text(name, nested=True)
+    with pytest.raises(SpecError) as info:
+        archspec.loads(text)
+    [d] = info.value.diagnostics
+    assert d.message == (f"'{name}' begins with archspec_, kept for the compiled model's own "
+                         "attributes: it cannot name a layer or block")
+    assert d.hint.startswith("choose another name")
+    assert (d.line, d.column) == (5, column(text, name))
+
+
 @pytest.mark.parametrize("nested", [False, True], ids=["top", "in-block"])
 @pytest.mark.parametrize("name", NAMES)
 def test_check_refuses_a_module_attribute_as_a_name(name, nested):
