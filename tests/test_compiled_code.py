@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from archspec.backends.pytorch import codegen
 from archspec.backends.pytorch.compiler import CompiledBlock, compile_network
 from archspec.backends.verify import mismatches, runtime_report
 
+ROOT = Path(__file__).resolve().parent.parent
 RESNET = """name: tiny
 input: [3, 16, 16]
 layers:
@@ -110,6 +112,42 @@ def test_the_generated_forward_frees_each_tensor_after_its_last_use():
     with torch.no_grad():
         model(torch.randn(1, 3, 16, 16))
     assert (during, after) == ([True], [False])
+
+
+def assert_each_shared_method_is_its_own(nodes, outputs, direct) -> None:
+    program = codegen.program(nodes, outputs, "input", direct)
+    for path, function in program.functions.items():
+        alone = codegen.method_source(function, program.functions, nodes, direct, outputs,
+                                      "input")
+        assert program.sources[path] == "\n".join(alone), path
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (ROOT / "specs").glob("*.yaml")))
+def test_a_method_shared_by_template_is_the_one_its_block_would_generate(spec):
+    """program() writes one method per template (names relative to the block, inputs by
+    position) and reuses it: the key must hold everything the text depends on. Every block of
+    the zoo, generated on its own, gives the text it was given."""
+    net = archspec.load(ROOT / "specs" / spec)
+    assert_each_shared_method_is_its_own(
+        {n: node.inputs for n, node in net.nodes.items()}, net.outputs,
+        {n for n, node in net.nodes.items() if node.kind.direct_tensor})
+
+
+@pytest.mark.parametrize("nodes, outputs, direct", [
+    # the same layers, but b's first layer is read outside b as well: b exports two values
+    ({"a.c1": ["input"], "a.c2": ["a.c1"], "b.c1": ["a.c2"], "b.c2": ["b.c1"],
+      "d": ["b.c1", "b.c2"]}, ["d"], set()),
+    # the same layers, but a's p is a direct tensor (called as its op) and b's is a module
+    ({"a.p": ["input"], "a.r": ["a.p"], "b.p": ["a.r"], "b.r": ["b.p"]}, ["b.r"], {"a.p"}),
+    # the same layers, but b's second layer reads b's input, a's reads a's first layer
+    ({"a.c1": ["input"], "a.c2": ["a.c1"], "b.c1": ["a.c2"], "b.c2": ["a.c2"]}, ["b.c2"],
+     set()),
+    # one input against two
+    ({"a.c1": ["input"], "m": ["input"], "b.c1": ["a.c1", "m"]}, ["b.c1"], set()),
+], ids=["exports", "direct", "wiring", "inputs"])
+def test_blocks_that_differ_only_in_wiring_or_exports_get_methods_of_their_own(nodes, outputs,
+                                                                             direct):
+    assert_each_shared_method_is_its_own(nodes, outputs, direct)
 
 
 def test_a_block_whose_layers_are_not_contiguous_is_inlined_into_its_parent():
