@@ -1,5 +1,5 @@
 """The Python source of a compiled model: one class per block with its own straight-line method,
-so no function grows with the network (CPython compiles a 100,000-statement function in 26 s;
+so no method is longer than its block (CPython compiles a 100,000-statement function in 26 s;
 a repeat of 9,999 blocks is one 9,999-line method and one 10-line class shared by its items).
 
 A block is called with its inputs in a list, which its method empties, and the caller drops
