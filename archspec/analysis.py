@@ -90,6 +90,8 @@ class LayerInfo:
     trainable_tensors: int = 0  # parameter tensors that train (each gets optimizer state)
     output_bytes: int = 0   # new memory of this output for the analysis' batch (Analysis.output_bytes)
     layout: str = "channels_first"  # of the output: layers.base.LAYOUTS
+    # the kind's aliases_input in eval and in train mode (a view or an identity), found once
+    views: tuple[bool, bool] = field(default=(False, False), repr=False, compare=False)
 
     @property
     def frozen_params(self) -> int:
@@ -114,7 +116,7 @@ class Analysis:
     _saved: dict[str, int] | None = field(default=None, repr=False)
     _inplace: Any = field(default=None, repr=False, compare=False)  # memory.InplacePlan
     omitted: int = 0  # errors found past MAX_KEPT, counted only
-    _totals: dict[tuple[str, int], int] = field(default_factory=dict, repr=False, compare=False)
+    _totals: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
     _graph: Any = field(default=None, repr=False, compare=False)
     _plan: Any = field(default=None, repr=False, compare=False)  # memory.SavedPlan
 
@@ -186,9 +188,7 @@ class Analysis:
     def aliases_input(self, info: LayerInfo, training: bool) -> bool:
         """The layer's output shares its first input's storage: a view, an identity, or a layer
         run in place."""
-        node = self.network.nodes[info.name]
-        return node.kind.aliases_input(node.cfg, info.input_shapes, training) or \
-            self.runs_inplace(info.name)
+        return info.views[training] or self.runs_inplace(info.name)
 
     def output_bytes(self, info: LayerInfo) -> int:
         """New memory the layer's output takes in inference: 0 for a view or an identity (a
@@ -241,13 +241,19 @@ class Analysis:
     @property
     def training(self):
         """One training step's memory (archspec.memory.TrainingMemory) with self.optimizer."""
-        from .memory import training_memory
-        return training_memory(self, self.optimizer)
+        key = ("training", self.optimizer, len(self.layers))
+        if key not in self._totals:  # the table's totals and --json both ask
+            from .memory import training_memory
+            self._totals[key] = training_memory(self, self.optimizer)
+        return self._totals[key]
 
     @property
     def inference_peak_bytes(self) -> int:
-        from .memory import inference_peak_bytes
-        return inference_peak_bytes(self)
+        key = ("inference_peak_bytes", len(self.layers))
+        if key not in self._totals:
+            from .memory import inference_peak_bytes
+            self._totals[key] = inference_peak_bytes(self)
+        return self._totals[key]
 
     @property
     def graph(self):
@@ -298,7 +304,7 @@ class Analysis:
                 "output_shape": list(i.output_shape), "layout": i.layout, "params": i.params,
                 "trainable_params": i.trainable_params, "buffers": i.buffers, "macs": i.macs,
                 "frozen_params": i.frozen_params, "flops": i.flops,
-                "output_bytes": self.output_bytes(i),
+                "output_bytes": i.output_bytes,
                 "saved_bytes": self.saved_bytes[i.name],
                 "receptive_field": i.receptive_field.to_json() if i.receptive_field else None,
                 "notes": i.notes,
@@ -415,9 +421,10 @@ def output_layout(node: Node, in_shapes: list[Shape], in_layouts: list[str], out
 
 
 def apply_rules(node: Node, in_shapes: list[Shape], rules: dict[tuple, tuple]) -> tuple:
-    """The kind's rules for this layer: (output, counts, rf steps, label, identity). Copies of a
-    repeat share their config (the expander validates an item once), so for the same input
-    shapes the results are the same and are computed once."""
+    """The kind's rules for this layer: (output, counts, rf steps, label, identity, whether it is
+    a view in eval and in train mode). Copies of a repeat share their config (the expander
+    validates an item once), so for the same input shapes the results are the same and are
+    computed once."""
     kind, cfg = node.kind, node.cfg
     key = (id(cfg), *in_shapes)  # the network holds every config while it is analysed
     if key in rules:
@@ -425,7 +432,8 @@ def apply_rules(node: Node, in_shapes: list[Shape], rules: dict[tuple, tuple]) -
     try:
         out = tuple(kind.output_shape(cfg, in_shapes))
         found = (out, kind.counts(cfg, in_shapes, out), kind.rf_steps(cfg, in_shapes),
-                 kind.label(cfg, in_shapes), kind.is_identity(cfg, in_shapes))
+                 kind.label(cfg, in_shapes), kind.is_identity(cfg, in_shapes),
+                 tuple(kind.aliases_input(cfg, in_shapes, mode) for mode in (False, True)))
     except ShapeProblem:
         raise
     except Exception as exc:  # a kind's rule crashed: our bug, not the user's
@@ -438,7 +446,7 @@ def apply_rules(node: Node, in_shapes: list[Shape], rules: dict[tuple, tuple]) -
 def analyze_node(node: Node, in_shapes: list[Shape], fields, rules: dict[tuple, tuple]
                  ) -> LayerInfo:
     kind, cfg = node.kind, node.cfg
-    out, counts, steps, label, identity = apply_rules(node, in_shapes, rules)
+    out, counts, steps, label, identity, views = apply_rules(node, in_shapes, rules)
     if min(out, default=1) < 1:
         raise ShapeProblem(f"output shape {list(out)} has an empty dim",
                            hint="reduce the downsampling or the padding before this layer")
@@ -469,7 +477,8 @@ def analyze_node(node: Node, in_shapes: list[Shape], fields, rules: dict[tuple, 
                      inputs=list(node.inputs), input_shapes=in_shapes, output_shape=out,
                      params=counts.params, trainable_params=trainable, buffers=counts.buffers,
                      macs=counts.macs, receptive_field=rf, notes=notes, identity=identity,
-                     trainable_tensors=counts.param_tensors if cfg.trainable else 0)
+                     trainable_tensors=counts.param_tensors if cfg.trainable else 0,
+                     views=views)
 
 
 def gate_inputs(node: Node, in_shapes: list[Shape], out: Shape) -> list[int]:

@@ -62,6 +62,7 @@ class InplacePlan:
             for value in node.data_inputs:  # a shape-only input is never read
                 self.uses[value] = self.uses.get(value, 0) + 1
         self.decided: dict[str, bool] = {}
+        self.keeps: dict[tuple, bool] = {}  # copies of a repeat share a config: asked once
 
     def runs_inplace(self, analysis, name: str) -> bool:
         if name not in self.decided:
@@ -75,17 +76,18 @@ class InplacePlan:
             node, info = self.nodes[value], analysis.layers.get(value)
             if info is None or self.keeps_output(node, info):
                 return False
-            if not (any(node.kind.aliases_input(node.cfg, info.input_shapes, training)
-                        for training in (False, True)) or self.runs_inplace(analysis, value)):
+            if not (any(info.views) or self.runs_inplace(analysis, value)):
                 return True
             value = node.inputs[0]
         return False
 
-    @staticmethod
-    def keeps_output(node, info) -> bool:
-        grad = GradFlow((True,) * len(node.inputs), params=True)
-        return any(s.tensor == "output" for s in node.kind.saved(
-            node.cfg, info.input_shapes, info.output_shape, grad))
+    def keeps_output(self, node, info) -> bool:
+        key = (id(node.cfg), info.output_shape, *info.input_shapes)
+        if key not in self.keeps:
+            grad = GradFlow((True,) * len(node.inputs), params=True)
+            self.keeps[key] = any(s.tensor == "output" for s in node.kind.saved(
+                node.cfg, info.input_shapes, info.output_shape, grad))
+        return self.keeps[key]
 
 
 @dataclass
