@@ -86,6 +86,10 @@ def main(quick: bool) -> None:
           ", ".join(f"{k} {(l_ph[k] / large) / (s_ph[k] / small):.2f}"
                     for k in ("load", "analyze", "table", "json")) +
           f"; all four {sum(l_ph.values()) / large / (sum(s_ph.values()) / small):.2f}")
+    commands = {"check": ("load", "analyze", "table"), "check --json": ("load", "analyze", "json")}
+    print("per-layer ratio of each command's in-process work (load + analyze + its output): " +
+          ", ".join(f"{name} {sum(l_ph[k] for k in ks) / large / (sum(s_ph[k] for k in ks) / small):.2f}"
+                    for name, ks in commands.items()))
     print(f"peak memory per layer: {(l_table[2] - s_table[2]) / (large - small) / 1024:.2f} KiB "
           f"(table), {(l_json[2] - s_json[2]) / (large - small) / 1024:.2f} KiB (--json)")
 
