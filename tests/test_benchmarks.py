@@ -25,10 +25,14 @@ def test_the_check_benchmark_prints_both_sides_and_their_ratio():
     assert "x floor" in out and "check --json" in out and "floor" in out
 
 
-def test_the_compiled_model_benchmark_times_eval_and_a_train_step_on_both_sides():
-    out = run_benchmark("bench_compiled.py", "--quick")
+@pytest.mark.parametrize("steady", [False, True])
+def test_the_compiled_model_benchmark_times_eval_and_a_train_step_on_both_sides(steady):
+    out = run_benchmark("bench_compiled.py", "--quick", *["--steady-memory"] * steady)
     assert "archspec s" in out and "by hand s" in out
     assert "resnet18   eval" in out and "resnet18   train" in out
+    # the flag re-runs the benchmark with glibc's tunables in its environment, and says so
+    steady_line = "glibc malloc: MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_="
+    assert (steady_line in out) == steady
 
 
 def test_the_analysis_benchmark_runs_on_one_small_spec():

@@ -105,6 +105,7 @@ def test_the_scale_benchmark_runs_in_quick_mode():
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stderr
     assert "per-layer ratio" in result.stdout and "peak memory per layer" in result.stdout
+    assert "each command's in-process work" in result.stdout and "check --json" in result.stdout
 
 
 def test_a_drawing_too_large_for_dot_is_refused_before_running_dot(tmp_path):

@@ -123,7 +123,7 @@ if __name__ == "__main__":
     if options.steady_memory and STEADY_MALLOC.items() - os.environ.items():
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
     if options.steady_memory:
-        print(f"glibc malloc: {' '.join(f'{k}={v}' for k, v in STEADY_MALLOC.items())}")
+        print(f"glibc malloc: {' '.join(f'{k}={os.environ[k]}' for k in STEADY_MALLOC)}")
     torch.set_num_threads(options.threads)
     if options.quick:
         main(["resnet18"], 1, 1)

@@ -82,14 +82,16 @@ def main(quick: bool) -> None:
         print(f"{layers:8,} {table[0]:8.2f} {table[1]:7.2f} {as_json[0]:8.2f} {as_json[1]:7.2f}"
               f" {table[2] / 2**20:9.1f}  {per}")
     (small, s_table, s_json, s_ph), (large, l_table, l_json, l_ph) = rows[0], rows[-1]
+    def ratio(phase_names) -> float:  # per-layer CPU at the largest size over the smallest
+        return (sum(l_ph[k] for k in phase_names) / large) / (sum(s_ph[k] for k in phase_names) / small)
+
+    phase_names = ("load", "analyze", "table", "json")
     print(f"per-layer ratio {large:,} / {small:,} layers (in-process, 1.0 = linear): " +
-          ", ".join(f"{k} {(l_ph[k] / large) / (s_ph[k] / small):.2f}"
-                    for k in ("load", "analyze", "table", "json")) +
-          f"; all four {sum(l_ph.values()) / large / (sum(s_ph.values()) / small):.2f}")
+          ", ".join(f"{k} {ratio([k]):.2f}" for k in phase_names) +
+          f"; all four {ratio(phase_names):.2f}")
     commands = {"check": ("load", "analyze", "table"), "check --json": ("load", "analyze", "json")}
     print("per-layer ratio of each command's in-process work (load + analyze + its output): " +
-          ", ".join(f"{name} {sum(l_ph[k] for k in ks) / large / (sum(s_ph[k] for k in ks) / small):.2f}"
-                    for name, ks in commands.items()))
+          ", ".join(f"{name} {ratio(ks):.2f}" for name, ks in commands.items()))
     print(f"peak memory per layer: {(l_table[2] - s_table[2]) / (large - small) / 1024:.2f} KiB "
           f"(table), {(l_json[2] - s_json[2]) / (large - small) / 1024:.2f} KiB (--json)")
 
