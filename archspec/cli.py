@@ -6,6 +6,7 @@ traceback), 2 command-line usage, 70 a bug in archspec.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -670,5 +671,27 @@ def export_command(spec, target, output, max_memory, weights, skip, reader):
                file=status_stream(output))
 
 
+def run() -> None:
+    """The `archspec` program: main(), then exit without tearing down the interpreter. Freeing
+    a 100,000-layer network object by object at shutdown took 1.8 s of a 12 s build, and a
+    process that exits gives its memory back at once. Output is flushed and atexit handlers
+    run first, as at a normal exit; in-process callers (tests, CliRunner) use main()."""
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what Python reports at exit as 120
+            code = code or 120
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()
