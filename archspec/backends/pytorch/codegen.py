@@ -49,18 +49,26 @@ class Blocks:
         return chain
 
 
-def contiguous_blocks(order: list[str], blocks: Blocks) -> set[str]:
-    """Blocks whose layers follow one another in definition order (each gets its own method)."""
-    first: dict[str, int] = {}
-    count: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for index, name in enumerate(order):
-        for path in blocks.of(name):
-            if path not in first:
-                first[path] = index
-            last[path] = index
-            count[path] = count.get(path, 0) + 1
-    return {p for p in first if last[p] - first[p] + 1 == count[p]}
+def contiguous_blocks(parents: list[str], blocks: Blocks) -> set[str]:
+    """Blocks whose layers follow one another in definition order (each gets its own method),
+    from each layer's block path: a block is contiguous unless it is entered again after it
+    was left (only where the block path changes is there anything to do)."""
+    left: set[str] = set()
+    broken: set[str] = set()
+    inside: list[str] = []
+    previous = None
+    for parent in parents:
+        if parent == previous:
+            continue
+        previous = parent
+        chain = blocks.path_chain(parent)
+        common, shorter = 0, min(len(inside), len(chain))
+        while common < shorter and inside[common] == chain[common]:
+            common += 1
+        left.update(inside[common:])
+        broken.update(p for p in chain[common:] if p in left)
+        inside = chain
+    return {p for p in blocks.of_block if p != ROOT and p not in broken}
 
 
 def access(base: str, relative: str) -> str:
@@ -99,26 +107,27 @@ class Namer:
 def plan(nodes: dict[str, list[str]], outputs: list[str], input_value: str) -> dict[str, Function]:
     """nodes: layer name -> input values, in definition order."""
     order = list(nodes)
+    parents = [name.rpartition(".")[0] for name in order]
     blocks = Blocks()
-    outlined = contiguous_blocks(order, blocks)
+    outlined = contiguous_blocks(parents, blocks)
     functions = {ROOT: Function(ROOT)}
     chain_of_block: dict[str, list[str]] = {}  # the outlined blocks around a block's layers
     chains: dict[str, list[str]] = {input_value: [ROOT]}
-    previous: list[str] = []
-    for name in order:
-        parent = name.rpartition(".")[0]
-        chain = chain_of_block.get(parent)
-        if chain is None:
-            chain = chain_of_block[parent] = [ROOT] + [
-                p for p in blocks.path_chain(parent) if p in outlined]
+    previous_parent, chain = None, None
+    for name, parent in zip(order, parents):
+        if parent != previous_parent:  # a layer in the same block as the last one opens none
+            previous_parent = parent
+            chain = chain_of_block.get(parent)
+            if chain is None:
+                chain = chain_of_block[parent] = [ROOT] + [
+                    p for p in blocks.path_chain(parent) if p in outlined]
+                for outer, inner in itertools.pairwise(chain):
+                    if inner not in functions:
+                        functions[inner] = Function(inner)
+                        functions[outer].units.append(inner)
+            units = functions[chain[-1]].units
         chains[name] = chain
-        if chain is not previous:  # a layer in the same block as the last one opens no block
-            for outer, inner in itertools.pairwise(chain):
-                if inner not in functions:
-                    functions[inner] = Function(inner)
-                    functions[outer].units.append(inner)
-            previous = chain
-        functions[chain[-1]].units.append(name)
+        units.append(name)
     inputs: dict[str, dict[str, None]] = {p: {} for p in functions}
     exported: dict[str, set[str]] = {p: set() for p in functions}
     for name in order:
@@ -127,9 +136,8 @@ def plan(nodes: dict[str, list[str]], outputs: list[str], input_value: str) -> d
             source_chain = chains[value]
             if source_chain is reader_chain:
                 continue
-            common = 0
-            while (common < min(len(source_chain), len(reader_chain))
-                   and source_chain[common] == reader_chain[common]):
+            common, shorter = 1, min(len(source_chain), len(reader_chain))  # both start at ROOT
+            while common < shorter and source_chain[common] == reader_chain[common]:
                 common += 1
             for path in reader_chain[common:]:
                 inputs[path].setdefault(value)
