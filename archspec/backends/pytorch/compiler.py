@@ -114,8 +114,12 @@ def check_names(net) -> None:
     """check refuses these names already; this catches attributes that a newer torch added, so a
     model whose forward would call a method instead of a layer is never built."""
     attributes = module_attributes()
+    checked: set[str] = set()  # 100,000 layers have few distinct parts (relu, 0, 1, ...)
     for node in net.nodes.values():
         for part in node.name.split("."):
+            if part in checked:
+                continue
+            checked.add(part)
             reason = reserved_reason(part, attributes)
             if reason is not None:
                 raise SpecError(net.source.diagnostic(
