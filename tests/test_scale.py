@@ -33,18 +33,38 @@ def run_check(path: Path, *args: str) -> tuple[float, str]:
     return cpu, out
 
 
-def run_archspec(*args: str) -> tuple[float, str, int]:
-    """(CPU seconds, stdout, peak resident bytes) of one `archspec` process."""
+# the command, then its own peak resident memory: ru_maxrss from wait4 is no measure, as a
+# forked child starts with its parent's peak (a test worker's, gigabytes late in the suite)
+PEAK_PROBE = """
+import sys
+from archspec.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write(f"PEAK-KB {peak}\\n")
+"""
+
+
+def run_archspec(*args: str) -> tuple[float, str, int | None]:
+    """(CPU seconds, stdout, peak resident bytes, None where /proc cannot tell) of one
+    `archspec` process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    probe = os.path.exists("/proc/self/status")
+    command = ["-c", PEAK_PROBE] if probe else ["-m", "archspec"]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "archspec", *args],
+        proc = subprocess.Popen([sys.executable, *command, *args],
                                 stdout=subprocess.PIPE, stderr=err, env=env)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
-        assert proc.returncode == 0, err.read().decode()
-    return usage.ru_utime + usage.ru_stime, out.decode(), usage.ru_maxrss * 1024
+        errors = err.read().decode()
+        assert proc.returncode == 0, errors
+    peaks = [int(line.split()[1]) * 1024 for line in errors.splitlines()
+             if line.startswith("PEAK-KB ")]
+    return usage.ru_utime + usage.ru_stime, out.decode(), peaks[-1] if peaks else None
 
 
 def test_a_99990_layer_spec_checks_in_seconds_not_minutes(tmp_path):
@@ -68,10 +88,10 @@ def test_a_99990_layer_spec_builds_and_verifies_in_seconds(tmp_path):
     path, checkpoint = tmp_path / "big.yaml", tmp_path / "big.pt"
     path.write_text(repeat_spec(9_999))
     cpu, _, peak = run_archspec("build", str(path), "-o", str(checkpoint))
-    assert cpu < 40 and peak < 3 * 2**30, (cpu, peak)
+    assert cpu < 40 and (peak is None or peak < 2 * 2**30), (cpu, peak)
     assert checkpoint.stat().st_size > 0
     cpu, out, peak = run_archspec("verify", str(path))
-    assert cpu < 40 and peak < 3 * 2**30, (cpu, peak)
+    assert cpu < 40 and (peak is None or peak < 2 * 2**30), (cpu, peak)
     assert "the analysis equals PyTorch on 99990 layers" in out
 
 
