@@ -259,3 +259,36 @@ def test_class_names_never_shadow_the_generated_text_or_a_keyword(network, title
     built = next(v for v in exported.values() if isinstance(v, type) and issubclass(v, nn.Module)
                  and v is not nn.Module)()
     assert built.load_state_dict(model.state_dict()) is not None
+
+
+# one eval forward of a compiled ResNet-18 at batch 2, alone in a fresh process: minor page
+# faults per forward (median of 6, after 2 to warm up)
+REFAULT_PROBE = """
+import resource, statistics, sys
+import torch
+import archspec
+torch.set_num_threads(1)
+model = archspec.compile(sys.argv[1]).eval()
+x = torch.randn(2, 3, 224, 224)
+faults = []
+with torch.no_grad():
+    for i in range(8):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        model(x)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(statistics.median(faults[2:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or
+                    __import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_a_compiled_resnet18_forward_does_not_fault_its_memory_in_again_each_time():
+    """Without settle_allocator, glibc's trim threshold sat 0.4 MB under what each forward
+    frees at the top of the heap: about 4,600 minor faults per forward (18 MB, 5% of the time)
+    in every such process measured, 20 of 20."""
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run([sys.executable, "-c", REFAULT_PROBE, str(ROOT / "specs/resnet18.yaml")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 500, result.stdout

@@ -239,6 +239,21 @@ def define_classes(program: codegen.Program, network_name: str,
     return {path: classes[name] for path, name in class_of_path.items()}
 
 
+# glibc serves a block over its mmap threshold with mmap, and freeing one raises the threshold
+# to its size and the heap's trim threshold to twice that. ResNet-18's forward frees 9.4 MB
+# temporaries, then grows the heap by 19.3 MB: just over the 18.9 MB trim threshold, so by the
+# order of frees a forward may hand that memory back and fault it in again (4,600 faults, 5% of
+# its time). One untouched 16 MiB block freed once moves the trim threshold to 32 MiB, off that
+# edge; a forward freeing larger blocks raises it further itself (tools/bench/RESULTS.md).
+SETTLE_BYTES = 16 * 2**20
+
+
+@cache
+def settle_allocator() -> None:
+    """Once per process: two system calls, no page touched; another malloc just frees it."""
+    torch.empty(SETTLE_BYTES, dtype=torch.uint8, device="cpu")
+
+
 PROGRAMS = itertools.count()
 PROGRAMS_RUN: dict[str, dict[str, type]] = {}  # program text -> its classes, by name
 
@@ -307,4 +322,6 @@ def compile_network(analysis: Analysis, *, device="cpu",
     model.archspec_ops = ops  # by layer name, for hooks (layer_modules)
     model.archspec_name = net.name
     model.archspec_spec = net.source.text  # what save_checkpoint stores beside the weights
+    if device.type == "cpu":
+        settle_allocator()  # after the weights, which are mapped as a hand-built model's are
     return model
