@@ -10,10 +10,12 @@ alternates); prints the median time of each side and the median of the per-round
     --control adds archspec against a copy of itself: the ratio this machine gives for no
     difference at all, measured in the same run.
     --steady-memory reruns the benchmark with glibc's malloc keeping freed memory (no mmap per
-    large tensor, no trimming): without it each forward re-faults megabytes of pages, and how
-    many depends on the order of allocations and frees, not on the arithmetic (ResNet-18 in
-    eval at batch 2: about 4,000 minor page faults per forward, and a steady 5% between two
-    models that run the same operators; 0.3% with this flag).
+    large tensor, no trimming). Without it a forward may hand megabytes back to the system and
+    fault them in again, by the order of its frees, not by its arithmetic: ResNet-18 in eval
+    once took 4,600 minor page faults per forward, 5% apart between two models running the same
+    operators. archspec.compile now moves glibc's trim threshold off that edge once per process
+    (compiler.settle_allocator), which the hand-written model in the same process shares; VGG-16
+    still faults in both, as its own forward frees larger blocks.
 """
 from __future__ import annotations
 
