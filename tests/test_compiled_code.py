@@ -4,6 +4,8 @@ alone), and verify on the meta device running a repeated block once."""
 from __future__ import annotations
 
 import copy
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -261,14 +263,15 @@ def test_class_names_never_shadow_the_generated_text_or_a_keyword(network, title
     assert built.load_state_dict(model.state_dict()) is not None
 
 
-# one eval forward of a compiled ResNet-18 at batch 2, alone in a fresh process: minor page
-# faults per forward (median of 6, after 2 to warm up)
+# one eval forward of a compiled ResNet-18 (or one loaded from a checkpoint) at batch 2, alone
+# in a fresh process: minor page faults per forward (median of 6, after 2 to warm up)
 REFAULT_PROBE = """
 import resource, statistics, sys
 import torch
 import archspec
 torch.set_num_threads(1)
-model = archspec.compile(sys.argv[1]).eval()
+how, path = sys.argv[1:]
+model = (archspec.compile(path) if how == "compile" else archspec.load_checkpoint(path)).eval()
 x = torch.randn(2, 3, 224, 224)
 faults = []
 with torch.no_grad():
@@ -280,15 +283,19 @@ print(statistics.median(faults[2:]))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or
-                    __import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
-def test_a_compiled_resnet18_forward_does_not_fault_its_memory_in_again_each_time():
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+@pytest.mark.parametrize("how", ["compile", "load_checkpoint"])
+def test_a_compiled_resnet18_forward_does_not_fault_its_memory_in_again_each_time(how, tmp_path):
     """Without settle_allocator, glibc's trim threshold sat 0.4 MB under what each forward
     frees at the top of the heap: about 4,600 minor faults per forward (18 MB, 5% of the time)
     in every such process measured, 20 of 20."""
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+    path = ROOT / "specs/resnet18.yaml"
+    if how == "load_checkpoint":
+        archspec.save_checkpoint(archspec.compile(path), tmp_path / "resnet18.pt")
+        path = tmp_path / "resnet18.pt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run([sys.executable, "-c", REFAULT_PROBE, str(ROOT / "specs/resnet18.yaml")],
+    result = subprocess.run([sys.executable, "-c", REFAULT_PROBE, how, str(path)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 500, result.stdout

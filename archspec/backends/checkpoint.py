@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..errors import CheckpointError, InternalError, SpecError
 from ..fileio import open_input, write_output
 from ..frontend import Limits
-from .pytorch.compiler import check_fits, compile_network, usable_device
+from .pytorch.compiler import check_fits, compile_network, settle_allocator, usable_device
 
 FORMAT = "archspec-checkpoint/1"
 ZIP = b"PK\x03\x04"  # torch.save's format is a zip archive
@@ -76,6 +76,8 @@ def load_checkpoint(path: str | os.PathLike, *, device="cpu", max_memory: int | 
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, TypeError) as exc:  # _match should have caught it
         raise InternalError(f"checkpoint '{name}' passed the checks but did not load: {exc}")
+    if device.type == "cpu":
+        settle_allocator()  # as compile does: built on meta, it did not
     return model
 
 
