@@ -53,6 +53,7 @@ def contiguous_blocks(parents: list[str], blocks: Blocks) -> set[str]:
     """Blocks whose layers follow one another in definition order (each gets its own method),
     from each layer's block path: a block is contiguous unless it is entered again after it
     was left (only where the block path changes is there anything to do)."""
+    entered: set[str] = set()
     left: set[str] = set()
     broken: set[str] = set()
     inside: list[str] = []
@@ -66,9 +67,10 @@ def contiguous_blocks(parents: list[str], blocks: Blocks) -> set[str]:
         while common < shorter and inside[common] == chain[common]:
             common += 1
         left.update(inside[common:])
-        broken.update(p for p in chain[common:] if p in left)
+        for path in chain[common:]:
+            (broken if path in left else entered).add(path)
         inside = chain
-    return {p for p in blocks.of_block if p != ROOT and p not in broken}
+    return entered - broken
 
 
 def access(base: str, relative: str) -> str:
