@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def archspec(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def archspec(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "archspec", *args], capture_output=True,
-                          text=True, env=ENV, cwd=cwd, timeout=120)
+                          text=True, env=ENV, cwd=ROOT, timeout=120)
 
 
 def test_output_to_a_pipe_arrives_whole_before_the_fast_exit():
